@@ -1,0 +1,284 @@
+"""The `stardag` command. Imports stay light: Ray, torch and transformers load only when a
+stage has to run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+
+import click
+
+from .errors import StardagError
+
+STORE = click.option("--store", metavar="URI", help="Store root (default: $STARDAG_STORE, the "
+                     "spec's `store:`, or .stardag/ beside the spec).")
+SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                   help="Override a spec key, e.g. --set loop.iterations=2 (repeatable).")
+SPEC = click.argument("spec", type=click.Path(dir_okay=False))
+
+
+def _errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StardagError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished stages stay cached", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stardag")
+def main():
+    """stardag: declarative STaR pipelines on Ray, cached stage by stage.
+
+    \b
+    Example:
+      stardag plan pipelines/star.yaml
+      stardag run pipelines/star.yaml
+      stardag report pipelines/star.yaml
+    """
+
+
+@main.command()
+@SPEC
+@SET
+@click.option("--force", multiple=True, metavar="STAGE", help="Re-run STAGE (all iterations, "
+              "or STAGE@N) even if cached.")
+@click.option("--until", multiple=True, metavar="STAGE", help="Run only STAGE and what it needs.")
+@STORE
+@click.option("--address", metavar="ADDR", help="Join an existing Ray cluster instead of "
+              "starting one.")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="`local` runs stages one by one in this process, without Ray.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@_errors
+def run(spec, overrides, force, until, store, address, executor, quiet):
+    """Run a pipeline: compute what is not cached, reuse the rest.
+
+    \b
+    Example:
+      stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
+    """
+    from . import api
+
+    t0 = time.monotonic()
+    result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
+    computed = result.computed()
+    click.echo(f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
+               f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
+               err=True)
+
+
+@main.command()
+@SPEC
+@SET
+@click.option("--force", multiple=True, metavar="STAGE")
+@click.option("--until", multiple=True, metavar="STAGE")
+@STORE
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {stage, iteration, "
+              "status, cause}.")
+@_errors
+def plan(spec, overrides, force, until, store, as_json):
+    """Show, per stage and iteration, whether it is cached or will run, and why.
+
+    \b
+    Causes: new, code, params, inputs, forced, missing.
+    Example:
+      stardag plan pipelines/star.yaml --set loop.stages.train.params.lr=1e-3
+    """
+    from . import api
+
+    entries = api.plan(spec, overrides, store, force, until)
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in entries], indent=1))
+        return
+    width = max((len(e.node) for e in entries), default=10)
+    for e in entries:
+        if e.status == "cached":
+            click.echo(f"  {e.node:<{width}}  cached")
+        else:
+            click.echo(f"  {e.node:<{width}}  run     ({', '.join(e.causes)})"
+                       + "".join(f"\n  {'':<{width}}          {d}" for d in e.details[:6]))
+    n = sum(e.status == "run" for e in entries)
+    click.echo(f"{n} to run, {len(entries) - n} cached")
+
+
+@main.command()
+@SPEC
+@click.argument("stage")
+@click.option("--iteration", "-i", type=int, help="Iteration of a loop stage (default: last).")
+@click.option("--output", "-o", help="Which output, for stages with several.")
+@click.option("--head", "-n", type=int, default=10, show_default=True, help="Rows to print.")
+@click.option("--to", "to_file", type=click.Path(dir_okay=False),
+              help="Write all rows to FILE (.parquet, .csv, .jsonl or .json).")
+@SET
+@STORE
+@_errors
+def show(spec, stage, iteration, output, head, to_file, overrides, store):
+    """Print rows of a stage's artifact (or the files of a model).
+
+    \b
+    Example:
+      stardag show pipelines/star.yaml samples --iteration 2 --head 5
+    """
+    from pathlib import Path
+
+    import polars as pl
+
+    from . import api
+
+    value = api.read(spec, stage, iteration, output, overrides, store)
+    if isinstance(value, Path):
+        click.echo(str(value))
+        for p in sorted(value.rglob("*")):
+            if p.is_file():
+                click.echo(f"  {p.relative_to(value)}  {p.stat().st_size:,} bytes")
+        return
+    if to_file:
+        writers = {".parquet": value.write_parquet, ".csv": value.write_csv,
+                   ".jsonl": value.write_ndjson, ".json": value.write_json}
+        suffix = Path(to_file).suffix
+        if suffix not in writers:
+            raise StardagError(f"--to: unknown file type {suffix!r} (use {', '.join(writers)})")
+        writers[suffix](to_file)
+        click.echo(f"wrote {value.height} rows to {to_file}", err=True)
+        return
+    with pl.Config(tbl_rows=head, fmt_str_lengths=120, tbl_width_chars=160, tbl_cols=-1):
+        click.echo(value.head(head))
+    click.echo(f"{value.height} rows", err=True)
+
+
+@main.command()
+@SPEC
+@SET
+@click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart.")
+@_errors
+def dag(spec, overrides, mermaid):
+    """Print the compiled graph (the loop unrolled).
+
+    \b
+    Example:
+      stardag dag pipelines/star.yaml --mermaid > dag.md
+    """
+    from .graph import compile_spec
+    from .spec import load_spec
+
+    graph = compile_spec(load_spec(spec, overrides))
+    if mermaid:
+        click.echo("flowchart TD")
+        ids = {n: f"n{i}" for i, n in enumerate(graph.nodes)}
+        for node in graph.nodes.values():
+            click.echo(f'  {ids[node.id]}["{node.id}<br/><small>{node.op_ref}</small>"]')
+        for node in graph.nodes.values():
+            for inp, (src, out) in node.inputs.items():
+                click.echo(f"  {ids[src]} -->|{out}->{inp}| {ids[node.id]}")
+        return
+    for node in graph.nodes.values():
+        click.echo(f"{node.id}  [{node.op_ref}]")
+        for inp, (src, out) in node.inputs.items():
+            click.echo(f"  <- {inp}: {src}.{out}")
+
+
+@main.command()
+@click.option("--keep", "keep", multiple=True, type=click.Path(dir_okay=False), metavar="SPEC",
+              help="Keep every artifact this spec reaches (repeatable).")
+@STORE
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
+@_errors
+def gc(keep, store, dry_run):
+    """Delete the artifacts that none of the given specs reaches.
+
+    \b
+    Example:
+      stardag gc --keep pipelines/star.yaml --keep pipelines/star_no_rationalization.yaml
+    """
+    from . import api
+    from .plan import make_plan
+
+    if not keep:
+        raise StardagError("name the specs whose artifacts to keep: stardag gc --keep SPEC ...")
+    keys, stores = set(), set()
+    for spec in keep:
+        ld = api.load(spec, store=store)
+        stores.add(ld.store.uri)
+        keys |= {e.key for e in make_plan(ld.graph, ld.store) if e.status == "cached"}
+    if len(stores) != 1:
+        raise StardagError(f"the specs use different stores ({', '.join(sorted(stores))}); "
+                           "collect one store at a time with --store")
+    st = ld.store
+    freed = n = 0
+    for m in list(st.artifacts()):
+        if m["key"] not in keys:
+            size = sum(f["size"] for f in m["files"].values())
+            if not dry_run:
+                st.delete(m["key"])
+            freed, n = freed + size, n + 1
+    if not dry_run:
+        st.clean_tmp()
+        st.fs.delete_dir_contents(f"{st.root}/quarantine", missing_dir_ok=True)
+    verb = "would free" if dry_run else "freed"
+    click.echo(f"{n} artifacts deleted, {len(keys)} kept; {verb} {_size(freed)}")
+
+
+@main.command(name="ls")
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@STORE
+@_errors
+def ls_(spec, store):
+    """List the store's artifacts: stage, kind, rows, size, age.
+
+    \b
+    Example:
+      stardag ls pipelines/star.yaml      # the store that spec uses
+      stardag ls --store .stardag
+    """
+    from pathlib import Path
+
+    from .api import store_uri
+    from .store import Store
+
+    if spec is None and store is None:
+        raise StardagError("give a spec or --store")
+    st = Store(store or store_uri(Path(spec).absolute(), None, None))
+    if spec and not store:
+        from . import api
+
+        st = api.load(spec).store
+    rows = sorted(st.artifacts(), key=lambda m: m.get("created", 0))
+    now = time.time()
+    total = 0
+    for m in rows:
+        size = sum(f["size"] for f in m["files"].values())
+        total += size
+        node = m.get("stage", "?") + (f"@{m['iteration']}" if m.get("iteration") else "")
+        kinds = ",".join(f"{k}:{v['kind']}" + (f"[{v['rows']}]" if "rows" in v else "")
+                         for k, v in m.get("outputs", {}).items())
+        click.echo(f"{m['key'][:12]}  {m.get('spec', '?'):<16} {node:<22} {kinds:<36} "
+                   f"{_size(size):>9}  {_age(now - m.get('created', now))}")
+    click.echo(f"{len(rows)} artifacts, {_size(total)}", err=True)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _age(s: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s / n:.0f}{unit} ago"
+    return f"{s:.0f}s ago"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The errors stardag reports: each is one message, with where it comes from."""
+
+from __future__ import annotations
+
+
+class StardagError(Exception):
+    """Base class; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class SpecError(StardagError):
+    """An invalid spec, override or operator reference: found before anything runs."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None,
+                 stage: str | None = None):
+        super().__init__(message)
+        self.message, self.file, self.line, self.stage = message, file, line, stage
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        if self.stage:
+            where += f"stage '{self.stage}': "
+        return where + self.message
+
+
+class StageFailed(StardagError):
+    """An operator raised while running a stage; earlier stages stay cached."""
+
+    def __init__(self, node: str, op: str, error: str):
+        super().__init__(f"stage '{node}' (op {op}) failed: {error}")
+        self.node, self.op, self.error = node, op, error
+
+
+class StoreError(StardagError):
+    """The store cannot be read or written (permissions, missing root, full disk)."""
+
+
+class CorruptArtifact(StardagError):
+    """An artifact whose files do not match its manifest."""
+
+    def __init__(self, key: str, why: str):
+        super().__init__(f"artifact {key[:12]} is corrupt: {why}")
+        self.key, self.why = key, why

@@ -1,0 +1,329 @@
+"""Running a planned graph: the driver walks the DAG, computes each node's key once its
+inputs are known (so an input that re-ran into the same bytes cuts off everything below
+it), answers from the store where it can, and sends the rest to a runner: Ray tasks with the
+stage's resources (default) or this process (`local`, for tests and debugging)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import CorruptArtifact, StageFailed, StardagError
+from .fingerprint import code_fingerprint
+from .graph import Graph, Node
+from .plan import input_hashes, node_key, stale_causes
+from .store import Store
+
+
+# --- the task: runs wherever the runner puts it ------------------------------------------
+
+def run_stage(payload: dict) -> dict:
+    """Load inputs, run the operator, publish its outputs. Returns the manifest, or
+    {"error": ...}; never leaves a staging directory behind on error."""
+    for p in payload.get("sys_path", []):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    from .operator import Context, Dataset
+    from .registry import resolve
+
+    store = Store(payload["store"])
+    staging = None
+    try:
+        op = resolve(payload["target"])
+        params = op.Params.model_validate(payload["params"])
+        inputs: dict[str, Any] = {}
+        for name, src in payload["inputs"].items():
+            if src["kind"] == "dataset":
+                import polars as pl
+
+                inputs[name] = pl.from_arrow(store.read_table(src["key"], src["output"]))
+            else:
+                inputs[name] = store.model_dir(src["key"], src["output"])
+        staging = store.begin(payload["key"])
+        model_outputs = {n: staging.output_dir(n) for n, p in op.outputs.items()
+                         if not isinstance(p, Dataset)}
+        ctx = Context(params, payload["node"], payload["iteration"], model_outputs,
+                      payload["resources"], payload["key"])
+        started = time.time()
+        result = op().run(ctx, **inputs)
+        seconds = time.time() - started
+        outputs = {}
+        for name, port in op.outputs.items():
+            if isinstance(port, Dataset):
+                outputs[name] = store.write_table(staging, name, _output_table(op, name, result))
+            else:
+                outputs[name] = store.seal_directory(staging, name)
+        manifest = {**payload["manifest"], "outputs": outputs,
+                    "timings": {"started": started, "seconds": round(seconds, 4)},
+                    "host": platform.node(), "libraries": _libraries()}
+        return store.publish(staging, manifest)
+    except CorruptArtifact as e:
+        if staging:
+            store.discard(staging)
+        return {"error": str(e), "corrupt": e.key}
+    except BaseException as e:  # the operator's failure is reported, not raised through Ray
+        if staging:
+            store.discard(staging)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+def _output_table(op, name: str, result):
+    import pyarrow as pa
+
+    from .operator import Dataset, logical_type
+
+    if isinstance(result, dict):
+        if name not in result:
+            raise ValueError(f"operator returned no output {name!r} (got {', '.join(result)})")
+        value = result[name]
+    elif sum(isinstance(p, Dataset) for p in op.outputs.values()) == 1:
+        value = result
+    else:
+        raise ValueError("an operator with several outputs must return a dict of them")
+    if hasattr(value, "to_arrow"):
+        value = value.to_arrow()
+    if not isinstance(value, pa.Table):
+        raise TypeError(f"output {name!r} must be a polars DataFrame or Arrow table, "
+                        f"not {type(value).__name__}")
+    for col, typ in op.outputs[name].columns.items():
+        if col not in value.column_names:
+            raise ValueError(f"output {name!r} lacks declared column {col!r}")
+        have = logical_type(value.schema.field(col).type)
+        if typ != "any" and have != logical_type(typ) and value.num_rows:
+            raise ValueError(f"output {name!r} column {col!r} is {have}, declared {typ}")
+    return value
+
+
+def _libraries() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("pyarrow", "polars", "torch", "transformers", "ray"):
+        if mod in sys.modules:
+            out[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return out
+
+
+# --- runners --------------------------------------------------------------------------
+
+class LocalRunner:
+    """Runs stages one at a time in this process."""
+
+    def __init__(self):
+        self._done: list[tuple[str, dict]] = []
+
+    def submit(self, node_id: str, payload: dict, node: Node):
+        self._done.append((node_id, run_stage(payload)))
+
+    def wait(self) -> list[tuple[str, dict]]:
+        done, self._done = self._done, []
+        return done
+
+    def busy(self) -> int:
+        return len(self._done)
+
+    def close(self):
+        pass
+
+
+class RayRunner:
+    """Each stage is a Ray task with the stage's resources; independent stages overlap."""
+
+    def __init__(self, address: str | None, sys_path: list[str]):
+        import ray
+
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+            os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            kwargs: dict[str, Any] = dict(address=address, log_to_driver=True,
+                                          logging_level="WARNING", configure_logging=True)
+            if address is None:
+                kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
+            ray.init(**kwargs)
+        self._task = ray.remote(run_stage)
+        self._inflight: dict[Any, str] = {}
+
+    def submit(self, node_id: str, payload: dict, node: Node):
+        r = node.resources
+        options: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0,
+                                   "name": f"stardag:{node_id}"}
+        if r.memory:
+            options["memory"] = r.memory
+        if r.custom:
+            options["resources"] = dict(r.custom)
+        self._inflight[self._task.options(**options).remote(payload)] = node_id
+
+    def wait(self) -> list[tuple[str, dict]]:
+        ready, _ = self.ray.wait(list(self._inflight), num_returns=1)
+        out = []
+        for ref in ready:
+            node_id = self._inflight.pop(ref)
+            try:
+                out.append((node_id, self.ray.get(ref)))
+            except Exception as e:  # a worker that died, or Ray itself failing
+                out.append((node_id, {"error": f"{type(e).__name__}: {e}"}))
+        return out
+
+    def busy(self) -> int:
+        return len(self._inflight)
+
+    def close(self):
+        if self.started_here:
+            self.ray.shutdown()
+
+
+# --- the driver -----------------------------------------------------------------------
+
+@dataclass
+class NodeResult:
+    node: str
+    status: str  # "cached", "computed", "cutoff" (planned to run, found cached)
+    key: str
+    seconds: float = 0.0
+    manifest: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class RunResult:
+    spec: str
+    nodes: dict[str, NodeResult]
+
+    def computed(self) -> list[str]:
+        return [n for n, r in self.nodes.items() if r.status == "computed"]
+
+    def cached(self) -> list[str]:
+        return [n for n, r in self.nodes.items() if r.status != "computed"]
+
+
+class Progress:
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.n = enabled, total, 0
+        self.t0 = time.monotonic()
+
+    def line(self, node: str, what: str):
+        if self.enabled:
+            print(f"[{self.n:>3}/{self.total}] {node:<24} {what}", file=sys.stderr, flush=True)
+
+    def finished(self, node: str, what: str):
+        self.n += 1
+        self.line(node, what)
+
+
+def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
+            runner_factory: Callable[[], Any], sys_path: list[str],
+            progress: bool = True) -> RunResult:
+    """Run the selected nodes (in topological order). Starts the runner only if some node
+    must really be computed."""
+    nodes = graph.nodes
+    manifests: dict[str, dict | None] = {}
+    results: dict[str, NodeResult] = {}
+    pending = list(selected)
+    runner = None
+    show = Progress(progress, len(selected))
+    failure: StageFailed | None = None
+    retries: dict[str, int] = {}
+    store.clean_tmp()
+    try:
+        while pending or (runner and runner.busy()):
+            launched = False
+            for node_id in list(pending):
+                node = nodes[node_id]
+                if failure or any(dep not in manifests or manifests[dep] is None for dep in node.deps):
+                    continue
+                pending.remove(node_id)
+                hashes = input_hashes(node, manifests)
+                key = node_key(node, hashes)
+                manifest = None if node_id in force else store.manifest(key)
+                if manifest is not None:
+                    manifests[node_id] = manifest
+                    results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
+                    _write_ref(store, graph, node, key, hashes, manifest)
+                    show.finished(node_id, "cached")
+                    continue
+                if runner is None:
+                    runner = runner_factory()
+                manifests[node_id] = None
+                causes, _ = stale_causes(node, store.read_ref(graph.name, node_id), hashes,
+                                         node_id in force)
+                runner.submit(node_id, _payload(graph, store, node, key, hashes, manifests,
+                                                sys_path), node)
+                show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
+                results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
+                launched = True
+            if runner is None or not runner.busy():
+                if pending and not launched and not failure:
+                    raise StardagError(f"internal: nothing runnable, pending {pending}")
+                if not pending or failure:
+                    break
+                continue
+            for node_id, out in runner.wait():
+                res = results[node_id]
+                res.seconds = time.monotonic() - res.seconds
+                if "error" in out:
+                    if out.get("corrupt") and retries.get(node_id, 0) < 2:
+                        # an input was corrupt: it is quarantined now; recompute it, then us
+                        retries[node_id] = retries.get(node_id, 0) + 1
+                        bad = [p for p, m in manifests.items() if m and m.get("key") == out["corrupt"]]
+                        for p in bad:
+                            manifests.pop(p)
+                            results.pop(p, None)
+                            pending.insert(0, p)
+                        manifests.pop(node_id)
+                        results.pop(node_id)
+                        pending.append(node_id)
+                        pending.sort(key=list(nodes).index)
+                        show.line(node_id, f"input corrupt; recomputing {', '.join(bad)}")
+                        continue
+                    if out.get("traceback") and progress:
+                        print(out["traceback"], file=sys.stderr)
+                    show.finished(node_id, f"FAILED after {res.seconds:.1f}s")
+                    failure = failure or StageFailed(node_id, nodes[node_id].op_ref, out["error"])
+                    continue
+                manifests[node_id] = out
+                res.status, res.manifest = "computed", out
+                hashes = {k: v["content_hash"] for k, v in out["inputs"].items()}
+                _write_ref(store, graph, nodes[node_id], res.key, hashes, out)
+                rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
+                show.finished(node_id, f"done in {res.seconds:.1f}s"
+                              + (f" ({', '.join(rows)})" if rows else ""))
+    finally:
+        if runner is not None:
+            runner.close()
+    if failure:
+        raise failure
+    return RunResult(graph.name, results)
+
+
+def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, manifests: dict,
+             sys_path: list[str]) -> dict:
+    inputs = {}
+    for inp, (producer, output) in node.inputs.items():
+        m = manifests[producer]
+        inputs[inp] = {"key": m["key"], "output": output, "kind": m["outputs"][output]["kind"]}
+    return {
+        "store": store.uri, "node": node.id, "iteration": node.iteration, "key": key,
+        "target": node.target, "params": node.params_json, "inputs": inputs,
+        "resources": node.resources, "sys_path": sys_path,
+        "manifest": {"spec": graph.name, "stage": node.stage, "iteration": node.iteration,
+                     "op": node.op_ref, "target": node.target, "version": node.op.version,
+                     "code": code_fingerprint(node.op.__module__), "params": node.params_json,
+                     "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]}
+                                for k in inputs}},
+    }
+
+
+def _write_ref(store: Store, graph: Graph, node: Node, key: str, hashes: dict, manifest: dict):
+    store.write_ref(graph.name, node.id, {
+        "key": key, "target": node.target, "version": node.op.version,
+        "code": code_fingerprint(node.op.__module__), "params": node.params_json,
+        "inputs": hashes, "outputs": {k: v["content_hash"] for k, v in manifest["outputs"].items()},
+    })

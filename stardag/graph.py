@@ -1,0 +1,230 @@
+"""Compiling a spec into a DAG of nodes: operators resolved, params validated, the loop
+unrolled (node `train@2` is stage `train` of iteration 2), inputs wired and their schemas
+checked, cycles refused. Nothing here runs or reads the store."""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import SpecError
+from .fingerprint import UnhashableParam, canonical_json
+from .operator import Dataset, DefaultResources, Operator, Params, Port, logical_type
+from .registry import UnknownOperator, resolve, target_of
+from .spec import LoadedSpec, PreviousRef, StageSpec
+
+REF = re.compile(r"^(?P<stage>[A-Za-z_][A-Za-z0-9_-]*)(?:\.(?P<output>[A-Za-z_][A-Za-z0-9_]*))?"
+                 r"(?:@(?P<iter>last|[0-9]+))?$")
+
+
+@dataclass
+class Node:
+    id: str
+    stage: str
+    iteration: int | None
+    op_ref: str
+    target: str
+    op: type[Operator]
+    params: Params
+    params_json: dict[str, Any]
+    inputs: dict[str, tuple[str, str]]  # input name -> (producer node id, output name)
+    resources: DefaultResources
+    where: tuple[str | None, int | None]
+    deps: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Graph:
+    name: str
+    nodes: dict[str, Node]  # in topological order
+    loaded: LoadedSpec
+
+    def ancestors(self, node_id: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [node_id]
+        while stack:
+            for dep in self.nodes[stack.pop()].deps:
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        return seen
+
+    def select(self, name: str) -> list[str]:
+        """Node ids named by `stage` (every iteration) or `stage@N`."""
+        if name in self.nodes:
+            return [name]
+        hits = [n.id for n in self.nodes.values() if n.stage == name]
+        if not hits:
+            close = difflib.get_close_matches(name.split("@")[0], {n.stage for n in self.nodes.values()})
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise SpecError(f"no stage {name!r} in this spec{hint}", str(self.loaded.path))
+        return hits
+
+
+def compile_spec(loaded: LoadedSpec) -> Graph:
+    spec = loaded.spec
+    top, loop = dict(spec.stages), loaded.loop_stages
+    iterations = spec.loop.iterations if spec.loop else 0
+    ops = {name: _resolve(loaded, name, st) for name, st in {**top, **loop}.items()}
+
+    nodes: dict[str, Node] = {}
+    for name, st in top.items():
+        nodes[name] = _node(loaded, name, None, st, ops[name], top, loop, iterations)
+    for i in range(1, iterations + 1):
+        for name, st in loop.items():
+            node = _node(loaded, name, i, st, ops[name], top, loop, iterations)
+            nodes[node.id] = node
+
+    sorter = graphlib.TopologicalSorter({n.id: n.deps for n in nodes.values()})
+    try:
+        order = list(sorter.static_order())
+    except graphlib.CycleError as e:
+        cycle = e.args[1]
+        first = nodes[cycle[0]]
+        raise loaded.error("inputs form a cycle: " + " -> ".join(cycle[::-1]),
+                           loaded.stage_path(first.stage) + ("inputs",), first.stage) from None
+    return Graph(spec.name, {nid: nodes[nid] for nid in order}, loaded)
+
+
+def _resolve(loaded: LoadedSpec, name: str, st: StageSpec) -> type[Operator]:
+    try:
+        return resolve(st.op)
+    except UnknownOperator as e:
+        raise loaded.error(str(e), loaded.stage_path(name) + ("op",), name) from None
+
+
+def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> Node:
+    path = loaded.stage_path(name)
+    params = _params(loaded, name, iteration, st, op, path)
+    inputs: dict[str, tuple[str, str]] = {}
+    for inp, ref in st.inputs.items():
+        if inp not in op.inputs:
+            raise loaded.error(f"operator {st.op!r} has no input {inp!r} (its inputs: "
+                               f"{', '.join(op.inputs) or 'none'})", path + ("inputs", inp), name)
+    for inp, port in op.inputs.items():
+        ref = st.inputs.get(inp)
+        if ref is None:
+            if port.optional:
+                continue
+            raise loaded.error(f"missing input {inp!r} ({port.describe()})", path + ("inputs",),
+                               name)
+        where = path + ("inputs", inp)
+        if isinstance(ref, PreviousRef):
+            if iteration is None:
+                raise loaded.error("`previous` inputs are only for stages inside the loop", where, name)
+            if iteration == 1:
+                src = _wire(loaded, name, ref.initial, None, top, loop, iterations, where + ("initial",))
+            else:
+                src = _wire(loaded, name, ref.previous, iteration - 1, top, loop, iterations,
+                            where + ("previous",), previous=True)
+        else:
+            src = _wire(loaded, name, ref, iteration, top, loop, iterations, where)
+        _check_schema(loaded, name, inp, port, src, where)
+        inputs[inp] = (src[0], src[1])
+    resources = _resources(op.resources, st)
+    node_id = name if iteration is None else f"{name}@{iteration}"
+    return Node(node_id, name, iteration, st.op, target_of(st.op), op, params,
+                params.model_dump(mode="json"), inputs, resources, loaded.where(path),
+                deps={src for src, _ in inputs.values()})
+
+
+def _params(loaded, name, iteration, st, op, path) -> Params:
+    raw = dict(st.params)
+    if iteration is not None and "iteration" in op.Params.model_fields:
+        raw["iteration"] = iteration
+    try:
+        params = op.Params.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(str(x) for x in err["loc"])
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc[0], list(op.Params.model_fields))
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            msg = f"unknown param {loc[0]!r} for operator {st.op!r}{hint}"
+        elif err["type"] == "missing":
+            msg = f"missing param {'.'.join(loc)!r} for operator {st.op!r}"
+        else:
+            msg = f"param {'.'.join(loc)!r}: {err['msg']} (got {err.get('input')!r:.60})"
+        raise loaded.error(msg, path + ("params",) + loc, name) from None
+    try:
+        canonical_json(params.model_dump(mode="json"))
+    except (UnhashableParam, ValueError, TypeError) as e:
+        raise loaded.error(f"params cannot be hashed: {e}", path + ("params",), name) from None
+    return params
+
+
+def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previous=False):
+    """(producer node id, output name, producer port) for a reference string."""
+    m = REF.match(ref.strip()) if isinstance(ref, str) else None
+    if not m:
+        raise loaded.error(f"input reference {ref!r} is not of the form stage[.output][@N|@last]",
+                           where, name)
+    stage, output, it = m["stage"], m["output"], m["iter"]
+    if stage not in top and stage not in loop:
+        close = difflib.get_close_matches(stage, list(top) + list(loop))
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise loaded.error(f"input names a stage that does not exist: {stage!r}{hint}", where, name)
+    if previous and stage not in loop:
+        raise loaded.error(f"`previous` must name a stage inside the loop, not {stage!r}", where, name)
+    if stage in loop:
+        if it is not None:
+            n = iterations if it == "last" else int(it)
+            if not 1 <= n <= iterations:
+                raise loaded.error(f"iteration {it} of {stage!r} does not exist (1..{iterations})",
+                                   where, name)
+            producer_id = f"{stage}@{n}"
+        elif iteration is None:
+            raise loaded.error(f"stage {stage!r} is inside the loop: pick an iteration "
+                               f"({stage}@last or {stage}@N)", where, name)
+        else:
+            producer_id = f"{stage}@{iteration}"
+        if producer_id == f"{name}@{iteration}" and not previous:
+            raise loaded.error("a stage cannot take its own output (use `previous:` for the "
+                               "last iteration's)", where, name)
+    else:
+        if it is not None:
+            raise loaded.error(f"stage {stage!r} is not in the loop and has no iterations", where, name)
+        producer_id = stage
+    op = resolve((top.get(stage) or loop[stage]).op)
+    if output is None:
+        if len(op.outputs) != 1:
+            raise loaded.error(f"stage {stage!r} has outputs {', '.join(op.outputs)}: name one "
+                               f"({stage}.<output>)", where, name)
+        output = next(iter(op.outputs))
+    if output not in op.outputs:
+        raise loaded.error(f"stage {stage!r} has no output {output!r} (its outputs: "
+                           f"{', '.join(op.outputs)})", where, name)
+    return producer_id, output, op.outputs[output]
+
+
+def _check_schema(loaded, name, inp, port: Port, src, where):
+    producer_id, output, produced = src
+    if port.kind != produced.kind:
+        raise loaded.error(f"input {inp!r} expects a {port.describe()}, but {producer_id}.{output} "
+                           f"is a {produced.describe()}", where, name)
+    if isinstance(port, Dataset):
+        for col, typ in port.columns.items():
+            have = produced.columns.get(col)
+            if have is None:
+                raise loaded.error(f"input {inp!r} needs column {col!r} ({typ}), which "
+                                   f"{producer_id}.{output} does not produce (it produces "
+                                   f"{', '.join(produced.columns) or 'no declared columns'})",
+                                   where, name)
+            if "any" not in (typ, have) and logical_type(typ) != logical_type(have):
+                raise loaded.error(f"input {inp!r} needs column {col!r} of type {typ}, but "
+                                   f"{producer_id}.{output} produces {have}", where, name)
+
+
+def _resources(default: DefaultResources, st: StageSpec) -> DefaultResources:
+    r = st.resources
+    return DefaultResources(
+        cpus=default.cpus if r.cpus is None else r.cpus,
+        gpus=default.gpus if r.gpus is None else r.gpus,
+        memory=default.memory if r.memory is None else r.memory,
+        custom={**default.custom, **r.custom},
+    )

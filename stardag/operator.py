@@ -1,0 +1,135 @@
+"""The operator contract: what an operator declares (ports, params, resources, version) and
+what it receives when it runs. Operators import this module and nothing else of the engine.
+
+    class Double(Operator):
+        version = "1"
+        inputs = {"numbers": Dataset({"x": "int64"})}
+        outputs = {"numbers": Dataset({"x": "int64"})}
+
+        class Params(Params):
+            factor: int = 2
+
+        def run(self, ctx, numbers):
+            return numbers.with_columns(pl.col("x") * ctx.params.factor)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base of every operator's params: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# Arrow type names are compared by meaning: polars writes large_string where pyarrow writes
+# string, and both are the same column to an operator.
+_SYNONYMS = {"large_string": "string", "string_view": "string", "utf8": "string",
+             "large_utf8": "string", "large_binary": "binary", "binary_view": "binary",
+             "large_list": "list", "list_view": "list"}
+
+
+def logical_type(arrow_type: object) -> str:
+    t = str(arrow_type).replace(" not null", "")
+    m = re.fullmatch(r"(?:large_list|list_view|list)<(?:[^:<>]+: )?(.*)>", t)
+    if m:
+        return f"list<{logical_type(m.group(1))}>"
+    return _SYNONYMS.get(t, t)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A table port. `columns` are the columns (and Arrow types) that must be present;
+    more may be. A type of "any" accepts every type."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    optional: bool = False
+    kind: ClassVar[str] = "dataset"
+
+    def describe(self) -> str:
+        return "dataset(" + ", ".join(f"{k}: {v}" for k, v in self.columns.items()) + ")"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A directory port: a model (config, safetensors weights, tokenizer) or any files."""
+
+    optional: bool = False
+    kind: ClassVar[str] = "model"
+
+    def describe(self) -> str:
+        return "model directory"
+
+
+Port = Dataset | Model
+
+
+@dataclass(frozen=True)
+class DefaultResources:
+    cpus: float = 1
+    gpus: float = 0
+    memory: int | None = None
+    custom: dict[str, float] = field(default_factory=dict)
+
+
+class Context:
+    """What an operator gets besides its inputs: validated params, where to write directory
+    outputs, the stage's name, and a way to report progress."""
+
+    def __init__(self, params: Params, stage: str, iteration: int | None,
+                 output_dirs: dict[str, Path], resources: DefaultResources, seed_base: str):
+        self.params = params
+        self.stage = stage
+        self.iteration = iteration
+        self.resources = resources
+        self._output_dirs = output_dirs
+        self._seed_base = seed_base
+        self._last_report = 0.0
+
+    def output_dir(self, name: str) -> Path:
+        """The empty directory to write the model output `name` into."""
+        return self._output_dirs[name]
+
+    def progress(self, done: int, total: int | None = None, unit: str = "", **info: Any):
+        """Report progress; printed at most every 2 s (and at the end)."""
+        now = time.monotonic()
+        if now - self._last_report < 2 and (total is None or done < total):
+            return
+        self._last_report = now
+        of = f"/{total}" if total else ""
+        extra = "".join(f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}"
+                        for k, v in info.items())
+        print(f"  {self.stage}: {done}{of} {unit}{extra}", file=sys.stderr, flush=True)
+
+    def log(self, message: str):
+        print(f"  {self.stage}: {message}", file=sys.stderr, flush=True)
+
+
+class Operator:
+    """Subclass and declare `inputs`, `outputs`, `Params`, `version`, `resources`; implement
+    `run(ctx, **inputs)`. Dataset inputs arrive as polars DataFrames, model inputs as local
+    directory Paths. Return a DataFrame/Arrow table for a single dataset output, or a dict of
+    them by output name; model outputs are written into `ctx.output_dir(name)`.
+
+    Module-level imports of an operator's module must stay light (no torch, transformers or
+    ray): the engine imports operators to plan, and a fully cached run must not pay for them.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    inputs: ClassVar[dict[str, Port]] = {}
+    outputs: ClassVar[dict[str, Port]] = {}
+    resources: ClassVar[DefaultResources] = DefaultResources()
+    Params: ClassVar[type[Params]] = Params
+
+    def run(self, ctx: Context, **inputs: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,64 @@
+"""Finding operators: the built-in library by short name, third-party operators through the
+`stardag.operators` entry-point group, or a `package.module:Name` reference in the spec."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from functools import lru_cache
+
+from .operator import Operator
+
+ENTRY_POINT_GROUP = "stardag.operators"
+
+
+class UnknownOperator(LookupError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> dict[str, str]:
+    try:
+        from operators import BUILTIN
+    except ImportError:
+        return {}
+    return dict(BUILTIN)
+
+
+@lru_cache(maxsize=1)
+def _entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_names() -> list[str]:
+    return sorted(set(_builtin()) | set(_entry_points()))
+
+
+def target_of(ref: str) -> str:
+    """The `module:Class` a spec's `op` refers to."""
+    if ":" in ref:
+        return ref
+    if ref in _builtin():
+        return _builtin()[ref]
+    if ref in _entry_points():
+        return _entry_points()[ref]
+    close = difflib.get_close_matches(ref, known_names(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownOperator(f"unknown operator {ref!r}{hint} (or give package.module:Name)")
+
+
+@lru_cache(maxsize=None)
+def resolve(ref: str) -> type[Operator]:
+    module_name, _, attr = target_of(ref).partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UnknownOperator(f"operator {ref!r}: cannot import module {module_name!r} ({e})") from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise UnknownOperator(f"operator {ref!r}: module {module_name!r} has no {attr!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Operator)):
+        raise UnknownOperator(f"operator {ref!r}: {attr!r} is not a stardag Operator subclass")
+    return cls

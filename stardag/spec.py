@@ -1,0 +1,301 @@
+"""Pipeline specs: YAML read with a safe loader, `extends` and `--set` overrides merged,
+validated by frozen pydantic models; every error names the file, the line and the stage."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import SpecError
+
+Path_ = tuple  # a key path into the spec mapping, e.g. ("stages", "train", "params", "lr")
+Origins = dict  # Path_ -> (file, line)
+
+STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Resources(_Frozen):
+    """What a stage asks Ray for. None means the operator's default."""
+
+    cpus: float | None = Field(None, ge=0)
+    gpus: float | None = Field(None, ge=0)
+    memory: int | None = Field(None, ge=0, description="bytes; '4GB'-style strings accepted")
+    custom: dict[str, float] = {}
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _parse_memory(cls, v):
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B?)?\s*", v, re.I)
+            if not m:
+                raise ValueError(f"cannot read memory size {v!r} (use e.g. 512MB or 4GB)")
+            unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
+            return int(float(m.group(1)) * 1024 ** " KMGT".index(unit or " "))
+        return v
+
+
+class PreviousRef(_Frozen):
+    """A loop stage's input from the previous iteration, `initial` for the first."""
+
+    previous: str
+    initial: str
+
+
+InputRef = Union[str, PreviousRef]
+
+
+class StageSpec(_Frozen):
+    op: str
+    inputs: dict[str, InputRef] = {}
+    params: dict[str, Any] = {}
+    resources: Resources = Resources()
+
+
+class LoopSpec(_Frozen):
+    iterations: int = Field(ge=1, le=1000)
+    stages: dict[str, StageSpec]
+
+
+class Spec(_Frozen):
+    name: str
+    store: str | None = None
+    description: str | None = None
+    stages: dict[str, StageSpec] = {}
+    loop: LoopSpec | None = None
+
+
+class LoadedSpec:
+    """A validated spec plus where each of its values came from."""
+
+    def __init__(self, spec: Spec, origins: Origins, path: Path, raw: dict):
+        self.spec, self.origins, self.path, self.raw = spec, origins, path, raw
+
+    def where(self, key_path: tuple) -> tuple[str | None, int | None]:
+        """The (file, line) of the deepest known prefix of key_path."""
+        for n in range(len(key_path), 0, -1):
+            if key_path[:n] in self.origins:
+                return self.origins[key_path[:n]]
+        return str(self.path), None
+
+    def error(self, message: str, key_path: tuple, stage: str | None = None) -> SpecError:
+        file, line = self.where(key_path)
+        return SpecError(message, file, line, stage)
+
+    @property
+    def loop_stages(self) -> dict[str, StageSpec]:
+        return dict(self.spec.loop.stages) if self.spec.loop else {}
+
+    def stage_path(self, name: str) -> tuple:
+        return ("loop", "stages", name) if name in self.loop_stages else ("stages", name)
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+def _load_yaml(path: Path) -> tuple[Any, Origins]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError("spec file not found", str(path)) from None
+    except OSError as e:
+        raise SpecError(f"cannot read spec: {e.strerror}", str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpecError(f"invalid YAML: {problem}", str(path),
+                        mark.line + 1 if mark else None) from None
+    if node is None:
+        raise SpecError("spec is empty", str(path))
+    origins: Origins = {}
+    constructor = yaml.SafeLoader("")
+
+    def build(n, key_path):
+        origins[key_path] = (str(path), n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            out = {}
+            for k, v in n.value:
+                if k.tag == "tag:yaml.org,2002:merge":
+                    raise SpecError("YAML merge keys (<<) are not supported; use `extends`",
+                                    str(path), k.start_mark.line + 1)
+                key = constructor.construct_object(k)
+                if not isinstance(key, (str, int, float, bool)) :
+                    raise SpecError("mapping keys must be plain scalars", str(path),
+                                    k.start_mark.line + 1)
+                key = str(key)
+                if key in out:
+                    raise SpecError(f"duplicate key {key!r}", str(path), k.start_mark.line + 1)
+                out[key] = build(v, key_path + (key,))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(v, key_path + (i,)) for i, v in enumerate(n.value)]
+        try:
+            return constructor.construct_object(n)
+        except yaml.YAMLError as e:
+            raise SpecError(f"invalid YAML value: {e}", str(path), n.start_mark.line + 1) from None
+
+    return build(node, ()), origins
+
+
+# --- merging: extends and --set ---------------------------------------------------------
+
+def _merge(base: Any, over: Any, base_origins: Origins, over_origins: Origins, at: tuple):
+    """Deep-merge mappings; a null in the override deletes the key; anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            if v is None:
+                out.pop(k, None)
+                _drop(base_origins, at + (k,))
+            elif k in out:
+                out[k] = _merge(out[k], v, base_origins, over_origins, at + (k,))
+            else:
+                out[k] = v
+                _copy(over_origins, base_origins, at + (k,))
+        if at in over_origins:
+            base_origins.setdefault(at, over_origins[at])
+        return out
+    _drop(base_origins, at)
+    _copy(over_origins, base_origins, at)
+    return over
+
+
+def _drop(origins: Origins, at: tuple):
+    for k in [k for k in origins if k[:len(at)] == at]:
+        del origins[k]
+
+
+def _copy(src: Origins, dst: Origins, at: tuple):
+    for k, v in src.items():
+        if k[:len(at)] == at:
+            dst[k] = v
+
+
+def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in seen + (path,))
+        raise SpecError(f"`extends` forms a cycle: {chain}", str(path))
+    data, origins = _load_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError("a spec must be a mapping of keys (name, stages, loop, ...)",
+                        str(path), 1)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, origins
+    if not isinstance(parent, str):
+        raise SpecError("`extends` must be a path to a spec file", *origins[("extends",)])
+    parent_path = (path.parent / parent)
+    if not parent_path.exists():
+        raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)])
+    base, base_origins = _read_with_extends(parent_path, seen + (path,))
+    _drop(origins, ("extends",))
+    merged = _merge(base, data, base_origins, origins, ())
+    return merged, base_origins
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """`stages.train.params.lr=1e-3` -> (("stages", "train", "params", "lr"), 0.001)."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise SpecError(f"override {text!r} is not of the form key.path=value", "--set")
+    parts = tuple(key.split("."))
+    if any(not p for p in parts):
+        raise SpecError(f"override key {key!r} has an empty part", "--set")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise SpecError(f"override {text!r}: value is not valid YAML ({e})", "--set") from None
+    return parts, parsed
+
+
+_STAGE_FIELDS = set(StageSpec.model_fields)
+
+
+def _apply_override(data: dict, origins: Origins, text: str):
+    parts, value = parse_override(text)
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, dict) and part not in node:
+            parent = parts[depth - 1] if depth else None
+            if parent == "stages":
+                raise SpecError(_unknown("stage", part, node), "--set " + text)
+            if depth == 0 or (depth >= 2 and parts[depth - 2] == "stages"
+                              and part in _STAGE_FIELDS) or parent in ("params", "resources"):
+                node[part] = {}
+            else:
+                raise SpecError(f"no key {'.'.join(parts[:depth + 1])!r} in the spec",
+                                "--set " + text)
+        node = node[part] if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise SpecError(f"{'.'.join(parts[:depth + 1])!r} is not a mapping",
+                            "--set " + text)
+    if value is None:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
+    _drop(origins, parts)
+    origins[parts] = ("--set " + text, None)
+
+
+def _unknown(kind: str, name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {kind} {name!r}{hint}"
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    path = Path(path)
+    data, origins = _read_with_extends(path)
+    for text in overrides:
+        _apply_override(data, origins, text)
+    loaded = LoadedSpec(None, origins, path.resolve(), data)  # type: ignore[arg-type]
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(str(x) for x in err["loc"])
+        # pydantic adds union-member names (e.g. 'str', 'PreviousRef') to the location
+        key_path = tuple(x for x in loc if x not in ("str", "PreviousRef"))
+        stage = key_path[1] if len(key_path) > 1 and key_path[0] == "stages" else (
+            key_path[2] if len(key_path) > 2 and key_path[:2] == ("loop", "stages") else None)
+        raise loaded.error(_describe(err, key_path), key_path, stage) from None
+    names = list(spec.stages) + (list(spec.loop.stages) if spec.loop else [])
+    for name in names:
+        where = ("loop", "stages", name) if spec.loop and name in spec.loop.stages else ("stages", name)
+        if not STAGE_NAME.match(name):
+            raise loaded.error("stage names must be letters, digits, '_' or '-' and start with a "
+                               "letter or '_'", where, name)
+        if spec.loop and name in spec.loop.stages and name in spec.stages:
+            raise loaded.error("a stage name is used both inside and outside the loop",
+                               where, name)
+    if not STAGE_NAME.match(spec.name):
+        raise loaded.error("the spec name must be letters, digits, '_' or '-'", ("name",))
+    loaded.spec = spec
+    return loaded
+
+
+def _describe(err: dict, key_path: tuple) -> str:
+    field = ".".join(key_path) or "spec"
+    if err["type"] == "extra_forbidden":
+        parent = key_path[:-1]
+        model = {(): Spec, ("loop",): LoopSpec}.get(parent)
+        if model is None and len(parent) >= 2 and parent[-2] == "stages":
+            model = StageSpec
+        if model is None and parent and parent[-1] == "resources":
+            model = Resources
+        known = model.model_fields if model else []
+        return _unknown("key", key_path[-1], known)
+    if err["type"] == "missing":
+        return f"missing required key {field!r}"
+    return f"{field}: {err['msg']}"

@@ -1,0 +1,364 @@
+"""The artifact store: content-checked artifacts under a root reached through `pyarrow.fs`.
+
+    <root>/objects/<key[:2]>/<key>/manifest.json     written last; an artifact without it
+    <root>/objects/<key[:2]>/<key>/<output>/...      does not exist
+    <root>/tmp/<key>.<host>.<pid>.<rand>/            staging: renamed into objects/ whole
+    <root>/refs/<spec>/<node>.json                   what each stage last resolved to
+    <root>/quarantine/                               corrupt artifacts, kept for a look
+
+Datasets are Parquet files, models are directories of files (safetensors, config,
+tokenizer). Every file's size and xxh3 are in the manifest and checked when read. No pickle.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.fs as pafs
+
+from .errors import CorruptArtifact, StoreError
+from .fingerprint import FORMAT_VERSION
+
+MANIFEST = "manifest.json"
+
+
+def resolve_root(uri: str) -> tuple[pafs.FileSystem, str, Path | None]:
+    """(filesystem, root path in it, local root or None for remote stores)."""
+    if "://" in uri and not uri.startswith("file://"):
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        except Exception as e:  # pyarrow raises several types here
+            raise StoreError(f"cannot open store {uri}: {e}") from None
+        return fs, path.rstrip("/"), None
+    local = Path(uri.removeprefix("file://")).expanduser().absolute()
+    return pafs.LocalFileSystem(), local.as_posix(), local
+
+
+def _oserror(action: str, e: OSError) -> StoreError:
+    reason = {errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
+              errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded"}
+    return StoreError(f"store: cannot {action}: {reason.get(e.errno, e.strerror or str(e))}"
+                      + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
+
+
+@dataclass
+class Staging:
+    """A stage's output being written: local directories, published whole or not at all."""
+
+    key: str
+    path: Path
+
+    def output_dir(self, name: str) -> Path:
+        d = self.path / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+class Store:
+    def __init__(self, uri: str | os.PathLike):
+        self.uri = str(uri)
+        self.fs, self.root, self.local = resolve_root(self.uri)
+
+    # --- paths ------------------------------------------------------------------------
+    def _obj(self, key: str) -> str:
+        if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+            raise StoreError(f"not an artifact key: {key!r}")
+        return f"{self.root}/objects/{key[:2]}/{key}"
+
+    def _ref_path(self, spec: str, node: str) -> str:
+        for part in (spec, node):
+            if not part or "/" in part or "\\" in part or part in (".", "..") or "\0" in part:
+                raise StoreError(f"unsafe name for the store: {part!r}")
+        return f"{self.root}/refs/{spec}/{node}.json"
+
+    # --- reading ------------------------------------------------------------------------
+    def _read_json(self, path: str) -> Any | None:
+        try:
+            if self.local is not None:
+                with open(path, "rb") as f:
+                    data = f.read()
+            else:
+                with self.fs.open_input_stream(path) as f:
+                    data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if self.local is None and "not found" in str(e).lower():
+                return None
+            raise _oserror(f"read {path}", e) from None
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return {"__unreadable__": True}
+
+    def manifest(self, key: str) -> dict | None:
+        """The manifest of a complete artifact, None if there is none. Cheap checks only
+        (manifest readable, every file present with its size); a failure quarantines the
+        artifact and reads as absent."""
+        m = self._read_json(f"{self._obj(key)}/{MANIFEST}")
+        if m is None:
+            return None
+        try:
+            self._check_shallow(key, m)
+        except CorruptArtifact as e:
+            self.quarantine(key, e.why)
+            return None
+        return m
+
+    def _check_shallow(self, key: str, m: dict):
+        if m.get("__unreadable__") or m.get("key") != key or "files" not in m:
+            raise CorruptArtifact(key, "manifest unreadable or not for this key")
+        if m.get("format") != FORMAT_VERSION:
+            raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
+        files = m["files"]
+        base = self._obj(key)
+        infos = self.fs.get_file_info([f"{base}/{rel}" for rel in files])
+        for info, (rel, meta) in zip(infos, files.items()):
+            if info.type != pafs.FileType.File:
+                raise CorruptArtifact(key, f"file {rel} is missing")
+            if info.size != meta["size"]:
+                raise CorruptArtifact(key, f"file {rel} has {info.size} bytes, manifest says "
+                                           f"{meta['size']}")
+
+    def verify(self, key: str, m: dict, prefix: str = ""):
+        """Check every file's checksum (of files under `prefix` only, if given)."""
+        from .content_hash import file_hash, xxhash
+
+        base = self._obj(key)
+        for rel, meta in m["files"].items():
+            if not rel.startswith(prefix):
+                continue
+            if self.local is not None:
+                got = file_hash(f"{base}/{rel}")
+            else:
+                with self.fs.open_input_stream(f"{base}/{rel}") as f:
+                    got = xxhash.xxh3_128(f.read()).hexdigest()
+            if got != meta["xxh3"]:
+                raise CorruptArtifact(key, f"file {rel} does not match its checksum")
+
+    def read_table(self, key: str, output: str):
+        """The dataset `output` of artifact `key`, checksums verified."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import xxhash
+
+        m = self.manifest(key)
+        if m is None:
+            raise CorruptArtifact(key, "artifact is missing or incomplete")
+        parts = sorted(rel for rel in m["files"] if rel.startswith(output + "/"))
+        tables = []
+        for rel in parts:
+            with self.fs.open_input_stream(f"{self._obj(key)}/{rel}") as f:
+                data = f.read()
+            if xxhash.xxh3_128(data).hexdigest() != m["files"][rel]["xxh3"]:
+                self.quarantine(key, f"file {rel} does not match its checksum")
+                raise CorruptArtifact(key, f"file {rel} does not match its checksum")
+            try:
+                tables.append(pq.read_table(pa.BufferReader(data)))
+            except Exception as e:  # pyarrow raises ArrowInvalid and others
+                self.quarantine(key, f"file {rel} is not readable Parquet: {e}")
+                raise CorruptArtifact(key, f"file {rel} is not readable Parquet") from None
+        return pa.concat_tables(tables) if len(tables) != 1 else tables[0]
+
+    def model_dir(self, key: str, output: str) -> Path:
+        """A local directory holding the model output, checksums verified."""
+        m = self.manifest(key)
+        if m is None:
+            raise CorruptArtifact(key, "artifact is missing or incomplete")
+        try:
+            self.verify(key, m, prefix=output + "/")
+        except CorruptArtifact as e:
+            self.quarantine(key, e.why)
+            raise
+        if self.local is not None:
+            return Path(self._obj(key)) / output
+        cache = Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag"))
+        dest = cache / key / output
+        if not (dest / ".complete").exists():
+            tmp = cache / f"{key}.{uuid.uuid4().hex[:8]}"
+            pafs.copy_files(f"{self._obj(key)}/{output}", str(tmp / output),
+                            source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+            (tmp / output / ".complete").touch()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp / output, dest)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+    # --- writing ------------------------------------------------------------------------
+    def begin(self, key: str) -> Staging:
+        """A fresh local staging directory for the outputs of `key`."""
+        name = f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        if self.local is not None:
+            path = self.local / "tmp" / name
+        else:
+            path = Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag")) / "tmp" / name
+        try:
+            path.mkdir(parents=True)
+        except OSError as e:
+            raise _oserror("create a staging directory", e) from None
+        return Staging(key, path)
+
+    def write_table(self, staging: Staging, output: str, table) -> dict:
+        """Write a dataset output into staging; returns its manifest entry."""
+        import pyarrow.parquet as pq
+
+        from .content_hash import canonical_table, table_hash
+
+        table = canonical_table(table)
+        d = staging.output_dir(output)
+        try:
+            pq.write_table(table, d / "part-0.parquet", compression="zstd")
+        except OSError as e:
+            raise _oserror("write a dataset", e) from None
+        return {"kind": "dataset", "content_hash": table_hash(table), "rows": table.num_rows,
+                "schema": {f.name: str(f.type) for f in table.schema}}
+
+    def seal_directory(self, staging: Staging, output: str) -> dict:
+        """Hash a model/directory output that an operator wrote into staging."""
+        from .content_hash import directory_hash, hash_directory
+
+        files = hash_directory(staging.output_dir(output))
+        if not files:
+            raise StoreError(f"output {output!r} is an empty directory")
+        return {"kind": "model", "content_hash": directory_hash(files), "files": len(files)}
+
+    def publish(self, staging: Staging, manifest: dict) -> dict:
+        """Write the manifest last, then move the whole artifact into place atomically. If
+        another run published the same key meanwhile, keep theirs."""
+        from .content_hash import file_hash
+
+        files = {}
+        for p in sorted(staging.path.rglob("*")):
+            if p.is_file():
+                files[p.relative_to(staging.path).as_posix()] = {"size": p.stat().st_size,
+                                                                 "xxh3": file_hash(p)}
+        manifest = {**manifest, "format": FORMAT_VERSION, "key": staging.key, "files": files,
+                    "created": time.time()}
+        final = self._obj(staging.key)
+        try:
+            (staging.path / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            if self.local is not None:
+                Path(final).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(staging.path, final)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    if self.manifest(staging.key) is not None:
+                        shutil.rmtree(staging.path, ignore_errors=True)
+                        return self.manifest(staging.key)
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.rename(staging.path, final)
+            else:
+                self._publish_remote(staging, final, files)
+        except OSError as e:
+            self.discard(staging)
+            raise _oserror("publish an artifact", e) from None
+        return manifest
+
+    def _publish_remote(self, staging: Staging, final: str, files: dict):
+        # Object stores have no directory rename: data first, the manifest last, so the
+        # artifact exists only once it is whole.
+        if self.manifest(staging.key) is not None:
+            self.discard(staging)
+            return
+        for rel in files:
+            with open(staging.path / rel, "rb") as src, \
+                    self.fs.open_output_stream(f"{final}/{rel}") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+        with open(staging.path / MANIFEST, "rb") as src, \
+                self.fs.open_output_stream(f"{final}/{MANIFEST}") as dst:
+            dst.write(src.read())
+        self.discard(staging)
+
+    def discard(self, staging: Staging):
+        shutil.rmtree(staging.path, ignore_errors=True)
+
+    def quarantine(self, key: str, why: str):
+        """Move a corrupt artifact aside (so it is recomputed) and say so."""
+        import sys
+
+        print(f"warning: artifact {key[:12]} is corrupt ({why}); it will be recomputed",
+              file=sys.stderr)
+        src = self._obj(key)
+        dest = f"{self.root}/quarantine/{key}.{int(time.time())}.{uuid.uuid4().hex[:6]}"
+        try:
+            self.fs.create_dir(f"{self.root}/quarantine", recursive=True)
+            self.fs.move(src, dest)
+        except OSError:
+            self.fs.delete_dir(src)
+
+    # --- refs: what each stage of a spec last resolved to (for stale causes) ------------
+    def read_ref(self, spec: str, node: str) -> dict | None:
+        ref = self._read_json(self._ref_path(spec, node))
+        return None if ref is None or ref.get("__unreadable__") else ref
+
+    def write_ref(self, spec: str, node: str, ref: dict):
+        path = self._ref_path(spec, node)
+        data = json.dumps(ref, sort_keys=True).encode()
+        try:
+            if self.local is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            else:
+                with self.fs.open_output_stream(path) as f:
+                    f.write(data)
+        except OSError as e:
+            raise _oserror("write a ref", e) from None
+
+    # --- housekeeping -------------------------------------------------------------------
+    def artifacts(self) -> Iterator[dict]:
+        """Manifests of every complete artifact."""
+        selector = pafs.FileSelector(f"{self.root}/objects", recursive=False, allow_not_found=True)
+        for prefix in self.fs.get_file_info(selector):
+            sub = pafs.FileSelector(prefix.path, recursive=False, allow_not_found=True)
+            for info in self.fs.get_file_info(sub):
+                m = self._read_json(f"{info.path}/{MANIFEST}")
+                if m and not m.get("__unreadable__"):
+                    yield m
+
+    def delete(self, key: str) -> int:
+        m = self._read_json(f"{self._obj(key)}/{MANIFEST}") or {}
+        size = sum(f["size"] for f in m.get("files", {}).values())
+        self.fs.delete_dir(self._obj(key))
+        return size
+
+    def clean_tmp(self, everything: bool = False) -> int:
+        """Remove staging directories of runs that died (same host, pid gone), or all."""
+        if self.local is None:
+            return 0
+        removed = 0
+        host = socket.gethostname()
+        for d in (self.local / "tmp").glob("*"):
+            parts = d.name.split(".")
+            pid = int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else None
+            alive = False
+            if not everything and parts[1:-2] and ".".join(parts[1:-2]) == host and pid:
+                try:
+                    os.kill(pid, 0)
+                    alive = True
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    alive = True
+            elif not everything:
+                alive = True  # another host's run: not ours to judge
+            if not alive:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        return removed
