@@ -16,7 +16,7 @@ from typing import Sequence
 
 from .errors import SpecError
 from .graph import Graph, compile_spec
-from .plan import PlanEntry, make_plan
+from .planner import PlanEntry, make_plan
 from .spec import load_spec
 from .store import Store
 

@@ -200,7 +200,7 @@ def gc(keep, store, dry_run):
       stardag gc --keep pipelines/star.yaml --keep pipelines/star_no_rationalization.yaml
     """
     from . import api
-    from .plan import make_plan
+    from .planner import make_plan
 
     if not keep:
         raise StardagError("name the specs whose artifacts to keep: stardag gc --keep SPEC ...")

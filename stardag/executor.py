@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .errors import CorruptArtifact, StageFailed, StardagError
 from .fingerprint import code_fingerprint
 from .graph import Graph, Node
-from .plan import input_hashes, node_key, stale_causes
+from .planner import input_hashes, node_key, stale_causes
 from .store import Store
 
 

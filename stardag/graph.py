@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import importlib
+import math
+import pkgutil
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +98,40 @@ def _resolve(loaded: LoadedSpec, name: str, st: StageSpec) -> type[Operator]:
     try:
         return resolve(st.op)
     except UnknownOperator as e:
-        raise loaded.error(str(e), loaded.stage_path(name) + ("op",), name) from None
+        message = str(e) + _operator_hint(st.op)
+    except Exception as e:  # the operator's module itself fails to import
+        message = f"operator {st.op!r}: importing it failed: {type(e).__name__}: {e}"
+    raise loaded.error(message, loaded.stage_path(name) + ("op",), name)
+
+
+def _close(name: str, known) -> str:
+    close = difflib.get_close_matches(name, sorted(set(known)), n=3)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _operator_hint(ref: str) -> str:
+    """Close names for a `module:Name` reference that did not resolve: the module's
+    operators when the module imports, else the modules beside the missing one."""
+    module_name, colon, attr = ref.partition(":")
+    if not colon:
+        return ""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = e.name or module_name
+        if missing not in (module_name, module_name.rpartition(".")[0]):
+            return ""  # the module exists but imports something that does not
+        parent, _, leaf = missing.rpartition(".")
+        try:
+            where = importlib.import_module(parent).__path__ if parent else None
+        except (ImportError, AttributeError):
+            return ""
+        return _close(leaf, (m.name for m in pkgutil.iter_modules(where)))
+    except Exception:
+        return ""
+    ops = [k for k, v in vars(module).items()
+           if isinstance(v, type) and issubclass(v, Operator) and v is not Operator]
+    return _close(attr, ops)
 
 
 def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> Node:
@@ -104,8 +140,9 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     inputs: dict[str, tuple[str, str]] = {}
     for inp, ref in st.inputs.items():
         if inp not in op.inputs:
-            raise loaded.error(f"operator {st.op!r} has no input {inp!r} (its inputs: "
-                               f"{', '.join(op.inputs) or 'none'})", path + ("inputs", inp), name)
+            raise loaded.error(f"operator {st.op!r} has no input {inp!r}{_close(inp, op.inputs)} "
+                               f"(its inputs: {', '.join(op.inputs) or 'none'})",
+                               path + ("inputs", inp), name)
     for inp, port in op.inputs.items():
         ref = st.inputs.get(inp)
         if ref is None:
@@ -143,19 +180,39 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
         err = e.errors()[0]
         loc = tuple(str(x) for x in err["loc"])
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(loc[0], list(op.Params.model_fields))
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            known = [k for k in op.Params.model_fields if k != "iteration" or iteration is None]
+            hint = _close(loc[0], known) or f" (its params: {', '.join(known) or 'none'})"
             msg = f"unknown param {loc[0]!r} for operator {st.op!r}{hint}"
         elif err["type"] == "missing":
             msg = f"missing param {'.'.join(loc)!r} for operator {st.op!r}"
         else:
             msg = f"param {'.'.join(loc)!r}: {err['msg']} (got {err.get('input')!r:.60})"
         raise loaded.error(msg, path + ("params",) + loc, name) from None
+    dumped = params.model_dump(mode="json")
+    bad = _non_finite(dumped)
+    if bad is not None:
+        at, value = bad
+        raise loaded.error(f"param {'.'.join(str(k) for k in at)!r} is {value}, which has no "
+                           "canonical form to hash (use a finite number or null)",
+                           path + ("params",) + at, name)
     try:
-        canonical_json(params.model_dump(mode="json"))
+        canonical_json(dumped)
     except (UnhashableParam, ValueError, TypeError) as e:
         raise loaded.error(f"params cannot be hashed: {e}", path + ("params",), name) from None
     return params
+
+
+def _non_finite(obj: Any, at: tuple = ()) -> tuple[tuple, float] | None:
+    """The key path and value of the first NaN or infinity in obj, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return at, obj
+    items = obj.items() if isinstance(obj, dict) else (
+        enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+    for k, v in items:
+        found = _non_finite(v, at + (k,))
+        if found:
+            return found
+    return None
 
 
 def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previous=False):
@@ -189,6 +246,8 @@ def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previ
     else:
         if it is not None:
             raise loaded.error(f"stage {stage!r} is not in the loop and has no iterations", where, name)
+        if stage == name:
+            raise loaded.error("a stage cannot take its own output", where, name)
         producer_id = stage
     op = resolve((top.get(stage) or loop[stage]).op)
     if output is None:

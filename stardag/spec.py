@@ -4,6 +4,7 @@ validated by frozen pydantic models; every error names the file, the line and th
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, Union
@@ -35,10 +36,10 @@ class Resources(_Frozen):
     @classmethod
     def _parse_memory(cls, v):
         if isinstance(v, str):
-            m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B?)?\s*", v, re.I)
+            m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*((?:[KMGT]i?)?B?)\s*", v, re.I)
             if not m:
                 raise ValueError(f"cannot read memory size {v!r} (use e.g. 512MB or 4GB)")
-            unit = (m.group(2) or "").upper().rstrip("B").rstrip("I")
+            unit = m.group(2).upper().rstrip("B").rstrip("I")
             return int(float(m.group(1)) * 1024 ** " KMGT".index(unit or " "))
         return v
 
@@ -112,6 +113,11 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
+        context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and context_mark:
+            problem += f" ({context} from line {context_mark.line + 1})"
+            if mark is None or mark.index >= len(text.rstrip()):
+                mark = context_mark  # "end of stream": the line that was left open
         raise SpecError(f"invalid YAML: {problem}", str(path),
                         mark.line + 1 if mark else None) from None
     if node is None:
@@ -119,8 +125,8 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
     origins: Origins = {}
     constructor = yaml.SafeLoader("")
 
-    def build(n, key_path):
-        origins[key_path] = (str(path), n.start_mark.line + 1)
+    def build(n, key_path, line):
+        origins[key_path] = (str(path), line)  # a mapping value's line is its key's
         if isinstance(n, yaml.MappingNode):
             out = {}
             for k, v in n.value:
@@ -134,16 +140,16 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
                 key = str(key)
                 if key in out:
                     raise SpecError(f"duplicate key {key!r}", str(path), k.start_mark.line + 1)
-                out[key] = build(v, key_path + (key,))
+                out[key] = build(v, key_path + (key,), k.start_mark.line + 1)
             return out
         if isinstance(n, yaml.SequenceNode):
-            return [build(v, key_path + (i,)) for i, v in enumerate(n.value)]
+            return [build(v, key_path + (i,), v.start_mark.line + 1) for i, v in enumerate(n.value)]
         try:
             return constructor.construct_object(n)
         except yaml.YAMLError as e:
             raise SpecError(f"invalid YAML value: {e}", str(path), n.start_mark.line + 1) from None
 
-    return build(node, ()), origins
+    return build(node, (), node.start_mark.line + 1), origins
 
 
 # --- merging: extends and --set ---------------------------------------------------------
@@ -182,9 +188,6 @@ def _copy(src: Origins, dst: Origins, at: tuple):
 
 def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
     path = path.resolve()
-    if path in seen:
-        chain = " -> ".join(str(p) for p in seen + (path,))
-        raise SpecError(f"`extends` forms a cycle: {chain}", str(path))
     data, origins = _load_yaml(path)
     if not isinstance(data, dict):
         raise SpecError("a spec must be a mapping of keys (name, stages, loop, ...)",
@@ -197,6 +200,10 @@ def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
     parent_path = (path.parent / parent)
     if not parent_path.exists():
         raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)])
+    if parent_path.resolve() in seen + (path,):
+        start = (seen[0] if seen else path).parent
+        chain = " -> ".join(os.path.relpath(p, start) for p in seen + (path, parent_path.resolve()))
+        raise SpecError(f"`extends` forms a cycle: {chain}", *origins[("extends",)])
     base, base_origins = _read_with_extends(parent_path, seen + (path,))
     _drop(origins, ("extends",))
     merged = _merge(base, data, base_origins, origins, ())
@@ -222,6 +229,23 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
 _STAGE_FIELDS = set(StageSpec.model_fields)
 
 
+def _split_stage(key_path: tuple) -> tuple[str | None, tuple]:
+    """(stage name, key path inside the stage) for a path into a stage, else (None, path)."""
+    if len(key_path) >= 2 and key_path[0] == "stages":
+        return key_path[1], key_path[2:]
+    if len(key_path) >= 3 and key_path[:2] == ("loop", "stages"):
+        return key_path[2], key_path[3:]
+    return None, key_path
+
+
+def _model_at(at: tuple) -> type[BaseModel] | None:
+    """The model that validates the mapping at key path `at`, if any."""
+    stage, inside = _split_stage(at)
+    if stage is not None:
+        return {(): StageSpec, ("resources",): Resources}.get(inside)
+    return {(): Spec, ("loop",): LoopSpec}.get(at)
+
+
 def _apply_override(data: dict, origins: Origins, text: str):
     parts, value = parse_override(text)
     node = data
@@ -230,11 +254,15 @@ def _apply_override(data: dict, origins: Origins, text: str):
             parent = parts[depth - 1] if depth else None
             if parent == "stages":
                 raise SpecError(_unknown("stage", part, node), "--set " + text)
-            if depth == 0 or (depth >= 2 and parts[depth - 2] == "stages"
-                              and part in _STAGE_FIELDS) or parent in ("params", "resources"):
+            model = _model_at(parts[:depth])
+            if (model in (Spec, StageSpec) and part in model.model_fields) or parent in (
+                    "params", "resources"):
                 node[part] = {}
             else:
-                raise SpecError(f"no key {'.'.join(parts[:depth + 1])!r} in the spec",
+                known = set(node) | set(model.model_fields if model else ())
+                close = difflib.get_close_matches(part, sorted(known), n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise SpecError(f"no key {'.'.join(parts[:depth + 1])!r} in the spec{hint}",
                                 "--set " + text)
         node = node[part] if isinstance(node, dict) else None
         if not isinstance(node, dict):
@@ -267,8 +295,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         loc = tuple(str(x) for x in err["loc"])
         # pydantic adds union-member names (e.g. 'str', 'PreviousRef') to the location
         key_path = tuple(x for x in loc if x not in ("str", "PreviousRef"))
-        stage = key_path[1] if len(key_path) > 1 and key_path[0] == "stages" else (
-            key_path[2] if len(key_path) > 2 and key_path[:2] == ("loop", "stages") else None)
+        stage = _split_stage(key_path)[0]
         raise loaded.error(_describe(err, key_path), key_path, stage) from None
     names = list(spec.stages) + (list(spec.loop.stages) if spec.loop else [])
     for name in names:
@@ -286,16 +313,16 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
 
 
 def _describe(err: dict, key_path: tuple) -> str:
-    field = ".".join(key_path) or "spec"
+    # within a stage, name the field from the stage: the error already names the stage
+    stage, rel = _split_stage(key_path)
+    field = ".".join(rel) or ("stage" if stage else "spec")
     if err["type"] == "extra_forbidden":
-        parent = key_path[:-1]
-        model = {(): Spec, ("loop",): LoopSpec}.get(parent)
-        if model is None and len(parent) >= 2 and parent[-2] == "stages":
-            model = StageSpec
-        if model is None and parent and parent[-1] == "resources":
-            model = Resources
+        model = _model_at(key_path[:-1])
         known = model.model_fields if model else []
         return _unknown("key", key_path[-1], known)
     if err["type"] == "missing":
         return f"missing required key {field!r}"
-    return f"{field}: {err['msg']}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] != "value_error" and not isinstance(err.get("input"), (dict, list)):
+        msg += f" (got {err.get('input')!r:.60})"
+    return f"{field}: {msg}"

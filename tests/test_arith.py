@@ -1,0 +1,226 @@
+"""The arithmetic task helpers (operators.arith) and the character-level model (operators.charlm)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from operators import arith as A
+
+
+# --------------------------------------------------------------------------- arith
+def test_import_is_light():
+    code = (
+        "import sys, operators.arith, operators.charlm; "
+        "bad = [m for m in ('torch', 'transformers', 'tokenizers', 'ray') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_scratchpad_format():
+    s = A.scratchpad(12345, 67890)
+    assert s == "5+0+0=05\n4+9+0=13\n3+8+1=12\n2+7+1=10\n1+6+1=08\n=80235"
+    assert A.scratchpad(9, 9) == "9+9+0=18\n=18"
+    assert A.scratchpad(0, 0) == "0+0+0=00\n=0"
+    # a 5-digit problem with its hint fits 128 positions with room to spare
+    worst = A.prompt("99999+99999", "199998") + A.scratchpad(99999, 99999)
+    assert len(worst) + 1 <= 100
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("5+0+0=05\n=80235", "80235"),
+        ("=007", "7"),
+        ("=0", "0"),
+        ("=000", "0"),
+        ("1+1+0=02\n=2\n", "2"),
+        ("  =42  \n\n", "42"),
+        ("", None),
+        ("1+1+0=02", None),          # no answer line
+        ("=", None),                 # empty answer
+        ("=12a", None),              # malformed
+        ("=1 2", None),
+        ("=-3", None),
+        ("=42\n1+1+0=02", None),     # answer not last
+        ("42", None),
+    ],
+)
+def test_parse_answer(completion, expected):
+    assert A.parse_answer(completion) == expected
+
+
+def test_check_steps_accepts_truth():
+    rng = random.Random(0)
+    for n in range(1, 7):
+        for _ in range(20):
+            a, b = rng.randint(10 ** (n - 1), 10**n - 1), rng.randint(10 ** (n - 1), 10**n - 1)
+            s = A.scratchpad(a, b)
+            assert A.check_steps(f"{a}+{b}", s)
+            assert A.check_steps(f"{a}+{b}", s + "\n")
+            assert A.parse_answer(s) == str(a + b)
+
+
+def _lines(s):
+    return s.split("\n")
+
+
+def test_check_steps_rejects_wrong_steps():
+    q, good = "478+356", A.scratchpad(478, 356)
+    assert good == "8+6+0=14\n7+5+1=13\n4+3+1=08\n=834"
+    L = _lines(good)
+    wrong_digit = "\n".join([L[0], "7+4+1=13", *L[2:]])          # wrong operand digit
+    wrong_sum = "\n".join([L[0], "7+5+1=12", *L[2:]])            # wrong result digit
+    wrong_carry_out = "\n".join(["8+6+0=04", *L[1:]])            # carry dropped
+    wrong_carry_in = "\n".join([L[0], "7+5+0=13", *L[2:]])       # carry not taken in
+    missing_line = "\n".join([L[0], L[2], L[3]])
+    extra_line = "\n".join([*L[:3], "0+0+0=00", L[3]])
+    swapped = "\n".join([L[1], L[0], *L[2:]])
+    wrong_answer = "\n".join([*L[:3], "=835"])
+    no_answer = "\n".join(L[:3])
+    garbage = "\n".join([L[0], "7+5+1=1", *L[2:]])
+    for bad in [wrong_digit, wrong_sum, wrong_carry_out, wrong_carry_in, missing_line, extra_line,
+                swapped, wrong_answer, no_answer, garbage]:
+        assert not A.check_steps(q, bad), bad
+    # the right answer after wrong steps: the answer checker accepts it, the step checker not
+    assert A.check_answer("834", wrong_sum)
+    assert not A.check_steps(q, wrong_sum)
+    assert A.check_steps(q, good)
+    assert not A.check_steps("not a question", good)
+
+
+def test_prompt_and_hint():
+    p = A.prompt("12+34")
+    h = A.prompt("12+34", hint="46")
+    assert "46" not in p
+    assert "46" in h
+    assert A.strip_hint(h) == p
+    assert A.strip_hint(p) == p
+    assert p.endswith("\n") and h.endswith("\n")
+
+
+def test_make_problems_deterministic_and_disjoint():
+    a = A.make_problems(3, range(1, 6), 150)
+    b = A.make_problems(3, range(1, 6), 150)
+    assert a == b
+    assert a != A.make_problems(4, range(1, 6), 150)
+    h = A.make_problems(3, range(1, 6), 150, split="heldout")
+    h_other_seed = A.make_problems(99, range(1, 6), 150, split="heldout")
+    train_q = {r["question"] for r in a}
+    assert not train_q & {r["question"] for r in h}
+    assert not train_q & {r["question"] for r in h_other_seed}
+    ids = [r["id"] for r in a + h]
+    assert len(ids) == len(set(ids))
+    for r in a + h:
+        x, y = A.parse_question(r["question"])
+        n = r["digits"]
+        assert len(str(x)) == n and len(str(y)) == n
+        assert r["answer"] == str(x + y)
+    counts = {n: sum(r["digits"] == n for r in a) for n in range(1, 6)}
+    assert counts[3] == counts[5] == 150
+    assert len({r["question"] for r in a}) == len(a)
+
+
+def test_pretrain_examples_mix_and_hints():
+    ex = A.pretrain_examples(random.Random(0), 2000, {2: 0.5, 4: 0.5}, hint_share=0.25,
+                             exclude={"10+10"})
+    assert len(ex) == 2000
+    hinted = [p for p, _ in ex if A.HINT_SEP in p]
+    assert 350 < len(hinted) < 650
+    for p, c in ex[:200]:
+        q = A.strip_hint(p).strip()
+        assert q != "10+10"
+        assert A.check_steps(q, c)
+        assert len(A.parse_question(q)[0].__str__()) in (2, 4)
+    assert ex == A.pretrain_examples(random.Random(0), 2000, {2: 0.5, 4: 0.5}, 0.25, {"10+10"})
+
+
+# --------------------------------------------------------------------------- charlm
+@pytest.fixture(scope="module")
+def tok():
+    pytest.importorskip("transformers")
+    from operators import charlm as C
+
+    return C.make_tokenizer()
+
+
+def test_tokenizer_round_trip(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    text = A.prompt("12345+67890", "80235") + A.scratchpad(12345, 67890) + " \n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text)  # one token per character
+    assert tok.decode(ids) == text
+    tok.save_pretrained(tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    ids2 = tok2(text, add_special_tokens=False)["input_ids"]
+    assert ids2 == ids
+    assert tok2.decode(ids2) == text
+    assert tok2.decode(ids2 + [tok2.eos_token_id], skip_special_tokens=True) == text
+    assert (tok2.pad_token_id, tok2.eos_token_id, tok2.bos_token_id) == (
+        tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
+
+
+def test_batched_left_padded_generation_matches_unbatched(tok, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from operators import charlm as C
+
+    torch.set_num_threads(1)
+    model = C.make_model(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=1)
+    # a couple of training steps so that the outputs are not degenerate
+    ex = A.pretrain_examples(random.Random(0), 64, {1: 0.5, 3: 0.5}, 0.0)
+    C.pretrain(model, tok, ex, steps=2, batch_size=16, lr=3e-3, warmup=1, seed=0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    m2 = AutoModelForCausalLM.from_pretrained(tmp_path)
+    t2 = AutoTokenizer.from_pretrained(tmp_path)
+    prompts = [A.prompt(q) for q in ["1+2", "123+456", "12345+67890", "9+9", "10+99"]]
+    prompts.append(A.prompt("55+66", hint="121"))
+    batched = C.generate(m2, t2, prompts, batch_size=8, max_new_tokens=12)
+    single = [C.generate(m2, t2, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
+    assert batched == single
+    # the same through model.generate directly, with left padding and an attention mask
+    t2.padding_side = "left"
+    enc = t2(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = m2.generate(**enc, max_new_tokens=12, do_sample=False)
+    direct = t2.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert direct == single
+    assert t2.padding_side == "left"
+
+
+def test_generation_stops_at_eos(tok):
+    import torch
+
+    from operators import charlm as C
+
+    torch.set_num_threads(1)
+    model = C.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+    # make eos the most likely next token everywhere
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.transformer.wte.weight[tok.eos_token_id].zero_()
+        bias = torch.zeros(len(tok))
+        bias[tok.eos_token_id] = 10.0
+        model.lm_head.bias = torch.nn.Parameter(bias)
+    out = C.generate(model, tok, [A.prompt("1+2"), A.prompt("12+345")], max_new_tokens=10)
+    assert out == ["", ""]
+
+
+def test_loss_masks_prompt(tok):
+    from operators import charlm as C
+
+    (ids, labels), = C.encode_examples(tok, [("1+2\n", "=3")])
+    assert len(ids) == len("1+2\n=3") + 1
+    assert labels[:4] == [-100] * 4
+    assert labels[4:] == ids[4:]
+    assert ids[-1] == tok.eos_token_id
+    assert C.lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert C.lr_at(99, 100, 1.0, 10) < 0.2
