@@ -4,4 +4,13 @@ Modules here keep their imports light at module level (torch, transformers and r
 imported inside `run`), so that planning a cached pipeline never pays for them."""
 
 BUILTIN = {
+    "arithmetic": "operators.arithmetic:Arithmetic",
+    "char_model": "operators.char_model:CharModel",
+    "fewshot_prompt": "operators.fewshot_prompt:FewshotPrompt",
+    "sample": "operators.sample:Sample",
+    "verify": "operators.verify:Verify",
+    "hint_rationalize": "operators.hint_rationalize:HintRationalize",
+    "dedupe": "operators.dedupe:Dedupe",
+    "shard_train": "operators.shard_train:ShardTrain",
+    "evaluate": "operators.evaluate:Evaluate",
 }

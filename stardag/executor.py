@@ -254,10 +254,10 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                 manifests[node_id] = None
                 causes, _ = stale_causes(node, store.read_ref(graph.name, node_id), hashes,
                                          node_id in force)
-                runner.submit(node_id, _payload(graph, store, node, key, hashes, manifests,
-                                                sys_path), node)
                 show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
                 results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
+                runner.submit(node_id, _payload(graph, store, node, key, hashes, manifests,
+                                                sys_path), node)
                 launched = True
             if runner is None or not runner.busy():
                 if pending and not launched and not failure:
@@ -315,7 +315,7 @@ def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, man
         "resources": node.resources, "sys_path": sys_path,
         "manifest": {"spec": graph.name, "stage": node.stage, "iteration": node.iteration,
                      "op": node.op_ref, "target": node.target, "version": node.op.version,
-                     "code": code_fingerprint(node.op.__module__), "params": node.params_json,
+                     "code": code_fingerprint(node.op.__module__), "params": node.key_params,
                      "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]}
                                 for k in inputs}},
     }
@@ -324,6 +324,6 @@ def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, man
 def _write_ref(store: Store, graph: Graph, node: Node, key: str, hashes: dict, manifest: dict):
     store.write_ref(graph.name, node.id, {
         "key": key, "target": node.target, "version": node.op.version,
-        "code": code_fingerprint(node.op.__module__), "params": node.params_json,
+        "code": code_fingerprint(node.op.__module__), "params": node.key_params,
         "inputs": hashes, "outputs": {k: v["content_hash"] for k, v in manifest["outputs"].items()},
     })

@@ -11,13 +11,14 @@ import math
 import pkgutil
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import SpecError
 from .fingerprint import UnhashableParam, canonical_json
-from .operator import Dataset, DefaultResources, Operator, Params, Port, logical_type
+from .operator import Dataset, DefaultResources, Operator, Params, Port, file_params, logical_type
 from .registry import UnknownOperator, resolve, target_of
 from .spec import LoadedSpec, PreviousRef, StageSpec
 
@@ -39,6 +40,12 @@ class Node:
     resources: DefaultResources
     where: tuple[str | None, int | None]
     deps: set[str] = field(default_factory=set)
+    key_params: dict[str, Any] | None = None  # params_json with files replaced by content hashes
+    input_where: dict[str, tuple] = field(default_factory=dict)  # spec key path of each input
+
+    def __post_init__(self):
+        if self.key_params is None:
+            self.key_params = self.params_json
 
 
 @dataclass
@@ -91,7 +98,9 @@ def compile_spec(loaded: LoadedSpec) -> Graph:
         first = nodes[cycle[0]]
         raise loaded.error("inputs form a cycle: " + " -> ".join(cycle[::-1]),
                            loaded.stage_path(first.stage) + ("inputs",), first.stage) from None
-    return Graph(spec.name, {nid: nodes[nid] for nid in order}, loaded)
+    graph = Graph(spec.name, {nid: nodes[nid] for nid in order}, loaded)
+    _check_schemas(graph)
+    return graph
 
 
 def _resolve(loaded: LoadedSpec, name: str, st: StageSpec) -> type[Operator]:
@@ -138,6 +147,7 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     path = loaded.stage_path(name)
     params = _params(loaded, name, iteration, st, op, path)
     inputs: dict[str, tuple[str, str]] = {}
+    wheres: dict[str, tuple] = {}
     for inp, ref in st.inputs.items():
         if inp not in op.inputs:
             raise loaded.error(f"operator {st.op!r} has no input {inp!r}{_close(inp, op.inputs)} "
@@ -161,13 +171,35 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
                             where + ("previous",), previous=True)
         else:
             src = _wire(loaded, name, ref, iteration, top, loop, iterations, where)
-        _check_schema(loaded, name, inp, port, src, where)
         inputs[inp] = (src[0], src[1])
+        wheres[inp] = where
     resources = _resources(op.resources, st)
     node_id = name if iteration is None else f"{name}@{iteration}"
-    return Node(node_id, name, iteration, st.op, target_of(st.op), op, params,
-                params.model_dump(mode="json"), inputs, resources, loaded.where(path),
-                deps={src for src, _ in inputs.values()})
+    params_json, key_params = _files(loaded, name, op, params.model_dump(mode="json"), path)
+    return Node(node_id, name, iteration, st.op, target_of(st.op), op, params, params_json,
+                inputs, resources, loaded.where(path), deps={src for src, _ in inputs.values()},
+                key_params=key_params, input_where=wheres)
+
+
+def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
+    """Resolve FilePath params beside the spec; the key sees their content, not their path."""
+    import xxhash
+
+    names = file_params(op.Params)
+    if not names:
+        return params_json, params_json
+    resolved, keyed = dict(params_json), dict(params_json)
+    for field_name in names:
+        value = params_json.get(field_name)
+        if value is None:
+            continue
+        file = Path(value) if Path(value).is_absolute() else loaded.path.parent / value
+        if not file.is_file():
+            raise loaded.error(f"param {field_name!r}: file not found: {value} (looked at {file})",
+                               path + ("params", field_name), name)
+        resolved[field_name] = str(file)
+        keyed[field_name] = {"file": file.name, "xxh3": xxhash.xxh3_128(file.read_bytes()).hexdigest()}
+    return resolved, keyed
 
 
 def _params(loaded, name, iteration, st, op, path) -> Params:
@@ -261,22 +293,35 @@ def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previ
     return producer_id, output, op.outputs[output]
 
 
-def _check_schema(loaded, name, inp, port: Port, src, where):
-    producer_id, output, produced = src
-    if port.kind != produced.kind:
-        raise loaded.error(f"input {inp!r} expects a {port.describe()}, but {producer_id}.{output} "
-                           f"is a {produced.describe()}", where, name)
-    if isinstance(port, Dataset):
-        for col, typ in port.columns.items():
-            have = produced.columns.get(col)
-            if have is None:
-                raise loaded.error(f"input {inp!r} needs column {col!r} ({typ}), which "
-                                   f"{producer_id}.{output} does not produce (it produces "
-                                   f"{', '.join(produced.columns) or 'no declared columns'})",
-                                   where, name)
-            if "any" not in (typ, have) and logical_type(typ) != logical_type(have):
-                raise loaded.error(f"input {inp!r} needs column {col!r} of type {typ}, but "
-                                   f"{producer_id}.{output} produces {have}", where, name)
+def _check_schemas(graph: Graph):
+    """Every connected input gets the kind and columns it needs, following passthrough
+    outputs, before anything runs."""
+    produced: dict[tuple[str, str], dict[str, str]] = {}
+    for node in graph.nodes.values():
+        received: dict[str, dict[str, str]] = {}
+        for inp, (src, output) in node.inputs.items():
+            port, have = node.op.inputs[inp], graph.nodes[src].op.outputs[output]
+            where = node.input_where[inp]
+            if port.kind != have.kind:
+                raise graph.loaded.error(
+                    f"input {inp!r} expects a {port.describe()}, but {src}.{output} is a "
+                    f"{have.describe()}", where, node.stage)
+            if isinstance(port, Dataset):
+                columns = received[inp] = produced[(src, output)]
+                for col, typ in port.columns.items():
+                    if col not in columns:
+                        raise graph.loaded.error(
+                            f"input {inp!r} needs column {col!r} ({typ}), which {src}.{output} "
+                            f"does not produce (it produces {', '.join(columns) or 'no declared columns'})",
+                            where, node.stage)
+                    if "any" not in (typ, columns[col]) and logical_type(typ) != logical_type(columns[col]):
+                        raise graph.loaded.error(
+                            f"input {inp!r} needs column {col!r} of type {typ}, but {src}.{output} "
+                            f"produces {columns[col]}", where, node.stage)
+        for output, port in node.op.outputs.items():
+            if isinstance(port, Dataset):
+                carried = received.get(port.passthrough, {}) if port.passthrough else {}
+                produced[(node.id, output)] = {**carried, **port.columns}
 
 
 def _resources(default: DefaultResources, st: StageSpec) -> DefaultResources:

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,9 +31,28 @@ class Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class _File:
+    """Marks a param as a file path: resolved beside the spec, and its content (not its
+    path) is part of the stage's key."""
+
+
+FilePath = Annotated[str, _File()]
+
+
+def file_params(params_model: type[BaseModel]) -> list[str]:
+    """Names of the params declared as FilePath (or Optional[FilePath])."""
+    def marked(annotation, metadata=()) -> bool:
+        if any(isinstance(m, _File) for m in metadata):
+            return True
+        return any(marked(a, getattr(a, "__metadata__", ())) for a in get_args(annotation))
+    return [name for name, f in params_model.model_fields.items()
+            if marked(f.annotation, f.metadata)]
+
+
 # Arrow type names are compared by meaning: polars writes large_string where pyarrow writes
 # string, and both are the same column to an operator.
-_SYNONYMS = {"large_string": "string", "string_view": "string", "utf8": "string",
+_SYNONYMS = {"float64": "double", "float32": "float", "float16": "halffloat", "boolean": "bool",
+             "large_string": "string", "string_view": "string", "utf8": "string",
              "large_utf8": "string", "large_binary": "binary", "binary_view": "binary",
              "large_list": "list", "list_view": "list"}
 
@@ -53,6 +72,9 @@ class Dataset:
 
     columns: dict[str, str] = field(default_factory=dict)
     optional: bool = False
+    # for an output: it also carries every column of this input (e.g. samples keep the
+    # columns of their prompts), which the engine follows when it checks schemas
+    passthrough: str | None = None
     kind: ClassVar[str] = "dataset"
 
     def describe(self) -> str:

@@ -37,7 +37,7 @@ class PlanEntry:
 
 def node_key(node: Node, input_hashes: dict[str, str]) -> str:
     return stage_key(node.target, node.op.version, code_fingerprint(node.op.__module__),
-                     node.params_json, input_hashes)
+                     node.key_params, input_hashes)
 
 
 def input_hashes(node: Node, manifests: dict[str, dict | None]) -> dict[str, str | None]:
@@ -67,13 +67,12 @@ def stale_causes(node: Node, ref: dict | None, hashes: dict[str, str | None],
             details.append(f"version {ref.get('version')} -> {node.op.version}")
         else:
             details.append("operator source changed")
-    old = ref.get("params", {})
-    if old != node.params_json:
+    old, new = ref.get("params", {}), node.key_params
+    if old != new:
         causes.append("params")
-        for k in sorted(set(old) | set(node.params_json)):
-            if old.get(k) != node.params_json.get(k):
-                details.append(f"{k}: {old.get(k, '(unset)')!r:.40} -> "
-                               f"{node.params_json.get(k, '(unset)')!r:.40}")
+        for k in sorted(set(old) | set(new)):
+            if old.get(k) != new.get(k):
+                details.append(f"{k}: {old.get(k, '(unset)')!r:.40} -> {new.get(k, '(unset)')!r:.40}")
     changed = [k for k, h in hashes.items() if h is None or ref.get("inputs", {}).get(k) != h]
     if changed or set(ref.get("inputs", {})) != set(hashes):
         causes.append("inputs")

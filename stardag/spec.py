@@ -7,7 +7,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,10 +27,10 @@ class _Frozen(BaseModel):
 class Resources(_Frozen):
     """What a stage asks Ray for. None means the operator's default."""
 
-    cpus: float | None = Field(None, ge=0)
-    gpus: float | None = Field(None, ge=0)
+    cpus: float | None = Field(None, ge=0, allow_inf_nan=False)
+    gpus: float | None = Field(None, ge=0, allow_inf_nan=False)
     memory: int | None = Field(None, ge=0, description="bytes; '4GB'-style strings accepted")
-    custom: dict[str, float] = {}
+    custom: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -108,6 +108,10 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
         raise SpecError("spec file not found", str(path)) from None
     except OSError as e:
         raise SpecError(f"cannot read spec: {e.strerror}", str(path)) from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise SpecError(f"spec is not UTF-8 text (byte {e.object[e.start]:#04x})", str(path),
+                        line) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -124,30 +128,56 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
         raise SpecError("spec is empty", str(path))
     origins: Origins = {}
     constructor = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # collections being built: an alias to one is a loop
+    plain = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
     def build(n, key_path, line):
         origins[key_path] = (str(path), line)  # a mapping value's line is its key's
+        if type(n) in plain:
+            if n.tag != plain[type(n)]:
+                raise SpecError(f"YAML tag {n.tag} is not supported", str(path),
+                                n.start_mark.line + 1)
+            if id(n) in open_nodes:
+                raise SpecError("a YAML alias refers to a mapping or list that contains it",
+                                str(path), line)
+            open_nodes.add(id(n))
+            try:
+                return build_collection(n, key_path)
+            finally:
+                open_nodes.discard(id(n))
+        return scalar(n)
+
+    def scalar(n):
+        try:
+            return constructor.construct_object(n)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise SpecError(f"invalid YAML value: {problem}", str(path),
+                            n.start_mark.line + 1) from None
+
+    def build_collection(n, key_path):
         if isinstance(n, yaml.MappingNode):
-            out = {}
+            out, merged = {}, {}
             for k, v in n.value:
-                if k.tag == "tag:yaml.org,2002:merge":
-                    raise SpecError("YAML merge keys (<<) are not supported; use `extends`",
-                                    str(path), k.start_mark.line + 1)
-                key = constructor.construct_object(k)
-                if not isinstance(key, (str, int, float, bool)) :
+                if k.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: keys given here win
+                    sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+                    for src in sources:
+                        value = build(src, key_path, k.start_mark.line + 1)
+                        if not isinstance(value, dict):
+                            raise SpecError("a merge key (<<) must name a mapping", str(path),
+                                            k.start_mark.line + 1)
+                        merged.update({mk: mv for mk, mv in value.items() if mk not in merged})
+                    continue
+                key = scalar(k)
+                if not isinstance(key, (str, int, float, bool)):
                     raise SpecError("mapping keys must be plain scalars", str(path),
                                     k.start_mark.line + 1)
                 key = str(key)
                 if key in out:
                     raise SpecError(f"duplicate key {key!r}", str(path), k.start_mark.line + 1)
                 out[key] = build(v, key_path + (key,), k.start_mark.line + 1)
-            return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(v, key_path + (i,), v.start_mark.line + 1) for i, v in enumerate(n.value)]
-        try:
-            return constructor.construct_object(n)
-        except yaml.YAMLError as e:
-            raise SpecError(f"invalid YAML value: {e}", str(path), n.start_mark.line + 1) from None
+            return {**{mk: mv for mk, mv in merged.items() if mk not in out}, **out}
+        return [build(v, key_path + (i,), v.start_mark.line + 1) for i, v in enumerate(n.value)]
 
     return build(node, (), node.start_mark.line + 1), origins
 
@@ -200,6 +230,9 @@ def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
     parent_path = (path.parent / parent)
     if not parent_path.exists():
         raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)])
+    if not parent_path.is_file():
+        raise SpecError(f"`extends` names a directory, not a spec file: {parent}",
+                        *origins[("extends",)])
     if parent_path.resolve() in seen + (path,):
         start = (seen[0] if seen else path).parent
         chain = " -> ".join(os.path.relpath(p, start) for p in seen + (path, parent_path.resolve()))
@@ -222,11 +255,9 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as e:
-        raise SpecError(f"override {text!r}: value is not valid YAML ({e})", "--set") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"override {text!r}: value is not valid YAML ({problem})", "--set") from None
     return parts, parsed
-
-
-_STAGE_FIELDS = set(StageSpec.model_fields)
 
 
 def _split_stage(key_path: tuple) -> tuple[str | None, tuple]:
@@ -242,6 +273,8 @@ def _model_at(at: tuple) -> type[BaseModel] | None:
     """The model that validates the mapping at key path `at`, if any."""
     stage, inside = _split_stage(at)
     if stage is not None:
+        if len(inside) == 2 and inside[0] == "inputs":
+            return PreviousRef
         return {(): StageSpec, ("resources",): Resources}.get(inside)
     return {(): Spec, ("loop",): LoopSpec}.get(at)
 
@@ -258,6 +291,7 @@ def _apply_override(data: dict, origins: Origins, text: str):
             if (model in (Spec, StageSpec) and part in model.model_fields) or parent in (
                     "params", "resources"):
                 node[part] = {}
+                origins[parts[:depth + 1]] = ("--set " + text, None)
             else:
                 known = set(node) | set(model.model_fields if model else ())
                 close = difflib.get_close_matches(part, sorted(known), n=3)
@@ -291,7 +325,14 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        err = errors[0]
+        if "str" in err["loc"] and isinstance(err.get("input"), dict):
+            # an input given as a mapping: report why it is not a `previous` mapping
+            err = next((x for x in errors if "PreviousRef" in x["loc"]), err)
+        if err["type"] == "missing":  # a misspelt key shows as missing + unknown: name the typo
+            err = next((x for x in errors if x["type"] == "extra_forbidden"
+                        and x["loc"][:-1] == err["loc"][:-1]), err)
         loc = tuple(str(x) for x in err["loc"])
         # pydantic adds union-member names (e.g. 'str', 'PreviousRef') to the location
         key_path = tuple(x for x in loc if x not in ("str", "PreviousRef"))
@@ -322,6 +363,13 @@ def _describe(err: dict, key_path: tuple) -> str:
         return _unknown("key", key_path[-1], known)
     if err["type"] == "missing":
         return f"missing required key {field!r}"
+    if "str" in err["loc"]:
+        return (f"{field}: expected an input reference (stage[.output][@N|@last]) or a mapping "
+                f"{{previous: stage, initial: stage}} (got {err.get('input')!r:.60})")
+    if err["type"] in ("model_type", "dict_type"):
+        what = "the stage" if field == "stage" else repr(field)
+        got = "is empty" if err.get("input") is None else f"is {err.get('input')!r:.60}"
+        return f"{what} {got}: expected a mapping" + (" with at least `op:`" if field == "stage" else "")
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] != "value_error" and not isinstance(err.get("input"), (dict, list)):
         msg += f" (got {err.get('input')!r:.60})"

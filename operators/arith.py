@@ -1,0 +1,230 @@
+"""n-digit addition for arithmetic STaR: problems, scratchpads, prompts, parsing, checking.
+
+Pure Python, standard library only, so that importing it costs nothing.
+
+Text format (one character per token, see `operators.charlm`):
+
+    prompt            "12345+67890\\n"
+    prompt with hint  "12345+67890|80235\\n"       (hint = gold answer, between '|' and '\\n')
+    completion        "5+0+0=05\\n4+9+0=13\\n3+8+1=12\\n2+7+1=10\\n1+6+1=08\\n=80235"
+
+Each scratchpad line is ``a_i+b_i+c_i=c_{i+1}s_i`` for digit i counted from the right: the two
+operand digits, the carry in, then the two-digit sum (carry out, then the result digit). The
+last line is ``=`` followed by the answer. A 5-digit problem with its hint is
+18 + 52 = 70 characters (plus an end-of-sequence token).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Iterable
+
+HINT_SEP = "|"
+ANSWER_PREFIX = "="
+#: every character the prompts and completions can contain
+CHARS = "0123456789+=|\n "
+
+_STEP_RE = re.compile(r"^(\d)\+(\d)\+([01])=([01])(\d)$")
+_ANSWER_RE = re.compile(r"^=(\d+)$")
+_QUESTION_RE = re.compile(r"^\s*(\d+)\s*\+\s*(\d+)\s*$")
+
+# seeds are offset per split so that the two streams never share a random sequence
+_SPLIT_OFFSET = {"train": 0, "heldout": 1_000_003, "test": 1_000_003}
+
+
+# --------------------------------------------------------------------------- problems
+def _operand(rng: random.Random, n: int) -> int:
+    if n == 1:
+        return rng.randint(0, 9)
+    return rng.randint(10 ** (n - 1), 10**n - 1)
+
+
+def _split_of(a: int, b: int, n: int, salt: int = 0) -> str:
+    """Deterministic assignment of a question to a split (about 1 in 5 held out).
+
+    Used for lengths whose problem space is large enough; a pure function of the question,
+    so a held-out question can never be drawn for training, whatever the seeds."""
+    h = (a * 1_000_003 + b * 998_244_353 + n * 7919 + salt) % 2_147_483_647
+    h = (h * 48271) % 2_147_483_647
+    return "heldout" if h % 5 == 0 else "train"
+
+
+def make_problems(
+    seed: int,
+    digits: Iterable[int],
+    per_digit: int,
+    split: str = "train",
+) -> list[dict]:
+    """Addition problems whose operands both have exactly n digits, for each n in `digits`.
+
+    Rows: ``{"id", "question": "a+b", "answer": str(a+b), "digits": n}``. Deterministic for
+    a given (seed, digits, per_digit, split). Within a call the questions are unique.
+
+    `split` is "train" or "heldout" ("test" is an alias of "heldout"). Every question belongs
+    to exactly one split by a fixed hash of the question (about 1 in 5 is held out), so train
+    and held-out sets never overlap, whatever seeds they were made with. Small lengths have
+    few questions: for 1 and 2 digits `per_digit` is capped at what the split holds (1 digit:
+    about 80 train and 20 held-out of the 100 questions).
+    """
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    want = "heldout" if split in ("heldout", "test") else "train"
+    tag = "add" if want == "train" else "addh"
+    rows: list[dict] = []
+    for n in sorted(set(int(d) for d in digits)):
+        if n < 1:
+            raise ValueError(f"digits must be >= 1, got {n}")
+        rng = random.Random(f"{seed}:{n}:{_SPLIT_OFFSET[split]}")
+        if n <= 2:
+            lo = 0 if n == 1 else 10
+            pool = [
+                (a, b)
+                for a in range(lo, 10**n)
+                for b in range(lo, 10**n)
+                if _split_of(a, b, n) == want
+            ]
+            rng.shuffle(pool)
+            pairs = pool[:per_digit]
+        else:
+            seen: set[tuple[int, int]] = set()
+            pairs = []
+            while len(pairs) < per_digit:
+                a, b = _operand(rng, n), _operand(rng, n)
+                if (a, b) in seen or _split_of(a, b, n) != want:
+                    continue
+                seen.add((a, b))
+                pairs.append((a, b))
+        for i, (a, b) in enumerate(pairs):
+            rows.append(
+                {"id": f"{tag}-{n}-{seed}-{i}", "question": f"{a}+{b}", "answer": str(a + b), "digits": n}
+            )
+    return rows
+
+
+def parse_question(question: str) -> tuple[int, int]:
+    m = _QUESTION_RE.match(question)
+    if not m:
+        raise ValueError(f"not an addition question: {question!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+# --------------------------------------------------------------------------- text
+def scratchpad(a: int, b: int) -> str:
+    """The completion the model should write for a+b: one line per digit from the right,
+    ``x+y+carry_in=carry_out digit``, then ``=answer``."""
+    sa, sb = str(a), str(b)
+    n = max(len(sa), len(sb))
+    sa, sb = sa.zfill(n), sb.zfill(n)
+    lines = []
+    carry = 0
+    for i in range(n - 1, -1, -1):
+        x, y = int(sa[i]), int(sb[i])
+        s = x + y + carry
+        lines.append(f"{x}+{y}+{carry}={s // 10}{s % 10}")
+        carry = s // 10
+    lines.append(f"{ANSWER_PREFIX}{a + b}")
+    return "\n".join(lines)
+
+
+def prompt(question: str, hint: str | None = None) -> str:
+    """The prompt for `question`; with `hint` (the gold answer) it reads ``a+b|hint\\n``."""
+    q = question.strip()
+    if hint is None:
+        return f"{q}\n"
+    return f"{q}{HINT_SEP}{str(hint).strip()}\n"
+
+
+def strip_hint(prompt_text: str) -> str:
+    """The prompt with its hint removed (the form stored for training after rationalization)."""
+    first, sep, rest = prompt_text.partition("\n")
+    return first.split(HINT_SEP, 1)[0] + sep + rest
+
+
+def parse_answer(completion: str) -> str | None:
+    """The final answer of a completion: the digits of its last non-empty line ``=N``,
+    without leading zeros; None when there is no such line or it is malformed."""
+    if not completion:
+        return None
+    lines = [ln.strip() for ln in completion.strip().split("\n")]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return None
+    m = _ANSWER_RE.match(lines[-1])
+    if not m:
+        return None
+    return m.group(1).lstrip("0") or "0"
+
+
+def check_steps(question: str, completion: str) -> bool:
+    """True only if the completion is the right scratchpad: one correct line per digit from
+    the right (operand digits, carry in, carry out and result digit), in order, no missing
+    or extra lines, and the right final answer."""
+    try:
+        a, b = parse_question(question)
+    except ValueError:
+        return False
+    lines = [ln.strip() for ln in completion.strip().split("\n")]
+    lines = [ln for ln in lines if ln]
+    sa, sb = str(a), str(b)
+    n = max(len(sa), len(sb))
+    sa, sb = sa.zfill(n), sb.zfill(n)
+    if len(lines) != n + 1:
+        return False
+    carry = 0
+    for k, line in enumerate(lines[:-1]):
+        m = _STEP_RE.match(line)
+        if not m:
+            return False
+        x, y, cin, cout, d = (int(g) for g in m.groups())
+        i = n - 1 - k
+        if x != int(sa[i]) or y != int(sb[i]) or cin != carry:
+            return False
+        s = x + y + cin
+        if cout != s // 10 or d != s % 10:
+            return False
+        carry = cout
+    return parse_answer(lines[-1]) == str(a + b)
+
+
+def check_answer(answer: str, completion: str) -> bool:
+    got = parse_answer(completion)
+    return got is not None and got == (answer.strip().lstrip("0") or "0")
+
+
+# --------------------------------------------------------------------------- pretraining corpus
+def pretrain_examples(
+    rng: random.Random,
+    n: int,
+    mix: dict[int, float],
+    hint_share: float,
+    exclude: set[str] | None = None,
+) -> list[tuple[str, str]]:
+    """`n` (prompt, completion) pairs for pretraining: the digit count of each is drawn with
+    the weights in `mix` ({digits: weight}, normalized here), and a share `hint_share` of the
+    prompts carry the answer as a hint (so that the model learns to read hints). Questions
+    in `exclude` (e.g. the held-out set's) are redrawn."""
+    lengths = sorted(mix)
+    weights = [float(mix[d]) for d in lengths]
+    if not lengths or sum(weights) <= 0:
+        raise ValueError("mix needs at least one positive weight")
+    out: list[tuple[str, str]] = []
+    while len(out) < n:
+        d = rng.choices(lengths, weights)[0]
+        a, b = _operand(rng, d), _operand(rng, d)
+        q = f"{a}+{b}"
+        if exclude and q in exclude:
+            continue
+        hint = str(a + b) if rng.random() < hint_share else None
+        out.append((prompt(q, hint), scratchpad(a, b)))
+    return out
+
+
+def parse_mix(text: str) -> dict[int, float]:
+    """'1:0.2,2:0.3,...' -> {1: 0.2, 2: 0.3, ...}"""
+    mix: dict[int, float] = {}
+    for part in text.split(","):
+        if part.strip():
+            k, v = part.split(":")
+            mix[int(k)] = float(v)
+    return mix

@@ -1,0 +1,45 @@
+"""The default model: a small character-level GPT-2 (Hugging Face config, tokenizer and
+safetensors, like any model) pretrained on synthetic addition scratchpads. The mix of digit
+lengths gives it the foothold STaR needs: short additions well learned, the longest ones
+rare, so that the outer loop has something to teach."""
+
+from __future__ import annotations
+
+from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
+
+
+class CharModel(Operator):
+    version = "1"
+    inputs = {"exclude": Dataset({"question": "string"}, optional=True)}
+    outputs = {"model": Model()}
+    resources = DefaultResources(cpus=2)
+
+    class Params(Params):
+        n_layer: int = 3
+        n_embd: int = 128
+        n_head: int = 4
+        n_positions: int = 128
+        steps: int = 1500
+        batch_size: int = 64
+        lr: float = 2e-3
+        warmup: int = 100
+        mix: dict[int, float] = {1: 0.3, 2: 0.3, 3: 0.25, 4: 0.135, 5: 0.015}
+        hint_share: float = 0.1
+        corpus_size: int = 50_000
+        seed: int = 0
+
+    def run(self, ctx, exclude=None):
+        import random
+
+        from . import arith, charlm, hf
+
+        p = ctx.params
+        hf.set_threads(ctx.resources.cpus)
+        rng = random.Random(p.seed)
+        held = set(exclude["question"].to_list()) if exclude is not None else None
+        corpus = arith.pretrain_examples(rng, p.corpus_size, p.mix, p.hint_share, exclude=held)
+        tok = charlm.make_tokenizer()
+        model = charlm.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)
+        charlm.pretrain(model, tok, corpus, p.steps, p.batch_size, p.lr, p.warmup, p.seed,
+                        log=lambda step, loss, lr: ctx.progress(step, p.steps, "steps", loss=loss))
+        hf.save(model, tok, ctx.output_dir("model"))

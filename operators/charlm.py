@@ -1,0 +1,210 @@
+"""A character-level GPT-2 for the arithmetic task: tokenizer, model, pretraining loop,
+batched greedy generation.
+
+torch, tokenizers and transformers are imported inside the functions, so that importing this
+module is cheap. Everything here saves with ``save_pretrained`` and loads with
+``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained`` (no remote code).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Callable, Sequence
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+#: the characters of the task (operators.arith.CHARS) plus a few spare symbols
+VOCAB_CHARS = "0123456789+=|\n -*:,.?"
+
+
+def make_tokenizer(chars: str = VOCAB_CHARS):
+    """A `PreTrainedTokenizerFast` with one token per character of `chars` plus
+    <pad>, <bos>, <eos>, <unk>. No special tokens are added when encoding; decoding gives the
+    exact text back (no spaces between characters)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, BOS, EOS, UNK]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in chars:
+        if ch not in vocab:
+            vocab[ch] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # every single character (newline included) is its own pre-token
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+        model_max_length=1024,
+    )
+    return fast
+
+
+def make_model(tokenizer, n_layer: int = 3, n_embd: int = 128, n_head: int = 4,
+               n_positions: int = 128, seed: int = 0):
+    """A freshly initialized `GPT2LMHeadModel` sized for `tokenizer`, with bos/eos/pad ids set
+    in the config and the generation config (greedy, stops at eos)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_inner=4 * n_embd,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(cfg)
+    gc = model.generation_config
+    gc.bos_token_id = tokenizer.bos_token_id
+    gc.eos_token_id = tokenizer.eos_token_id
+    gc.pad_token_id = tokenizer.pad_token_id
+    gc.do_sample = False
+    gc.max_length = None
+    gc.max_new_tokens = 64
+    return model
+
+
+def encode_examples(tokenizer, examples: Sequence[tuple[str, str]], max_len: int | None = None):
+    """Token ids and labels for (prompt, completion) pairs: eos appended to the completion,
+    labels -100 on the prompt. Returns a list of (ids, labels) lists."""
+    eos = tokenizer.eos_token_id
+    out = []
+    for p, c in examples:
+        pi = tokenizer(p, add_special_tokens=False)["input_ids"]
+        ci = tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
+        ids = pi + ci
+        labels = [-100] * len(pi) + ci
+        if max_len is not None and len(ids) > max_len:
+            ids, labels = ids[:max_len], labels[:max_len]
+        out.append((ids, labels))
+    return out
+
+
+def collate(batch, pad_id: int):
+    """Right-padded tensors (input_ids, attention_mask, labels) for a list of (ids, labels)."""
+    import torch
+
+    n = max(len(ids) for ids, _ in batch)
+    ids_t = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    lab_t = torch.full((len(batch), n), -100, dtype=torch.long)
+    att_t = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, (ids, labels) in enumerate(batch):
+        ids_t[i, : len(ids)] = torch.tensor(ids)
+        lab_t[i, : len(labels)] = torch.tensor(labels)
+        att_t[i, : len(ids)] = 1
+    return ids_t, att_t, lab_t
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float = 0.1) -> float:
+    """Linear warmup to `lr`, then cosine decay to `min_ratio * lr` at `steps`."""
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
+             batch_size: int = 64, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
+             log: Callable[[int, float, float], None] | None = None, log_every: int = 50,
+             weight_decay: float = 0.01):
+    """Train `model` in place on (prompt, completion) pairs for `steps` AdamW steps
+    (warmup + cosine), loss on completion tokens only. Batches are drawn by walking
+    shuffled epochs of `examples`. `log(step, loss, lr)` is called every `log_every` steps
+    and at the end. Returns the mean loss of the last `log_every` steps."""
+    import torch
+
+    if not examples:
+        raise ValueError("no examples to train on")
+    data = encode_examples(tokenizer, examples, max_len=model.config.n_positions)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
+                            weight_decay=weight_decay)
+    model.train()
+    order: list[int] = []
+    recent: list[float] = []
+    pad = tokenizer.pad_token_id
+    for step in range(steps):
+        if len(order) < batch_size:
+            more = list(range(len(data)))
+            rng.shuffle(more)
+            order.extend(more)
+        idx, order = order[:batch_size], order[batch_size:]
+        ids, att, lab = collate([data[i] for i in idx], pad)
+        cur = lr_at(step, steps, lr, warmup)
+        for g in opt.param_groups:
+            g["lr"] = cur
+        loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        recent.append(loss.item())
+        recent = recent[-log_every:]
+        if log is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
+            log(step + 1, sum(recent) / len(recent), cur)
+    model.eval()
+    return sum(recent) / max(1, len(recent))
+
+
+def generate(model, tokenizer, prompts: Sequence[str], batch_size: int = 256,
+             max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """Completions for `prompts`, batched with left padding; greedy when temperature is 0.
+    Decoding stops at eos; the returned text excludes the prompt and the special tokens."""
+    import torch
+
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    model.eval()
+    outs: list[str] = []
+    # group prompts of equal length together so that batches need little padding
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    res: dict[int, str] = {}
+    if temperature > 0:
+        torch.manual_seed(seed)
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                                add_special_tokens=False)
+                kw = dict(do_sample=False)
+                if temperature > 0:
+                    kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+                gen = model.generate(
+                    input_ids=enc["input_ids"],
+                    attention_mask=enc["attention_mask"],
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **kw,
+                )
+                new = gen[:, enc["input_ids"].shape[1]:]
+                texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i, t in zip(idx, texts):
+                    res[i] = t
+    finally:
+        tokenizer.padding_side = old_side
+    outs = [res[i] for i in range(len(prompts))]
+    return outs
+
+
+def set_threads(n: int = 1) -> None:
+    import torch
+
+    torch.set_num_threads(n)

@@ -1,0 +1,143 @@
+"""Hugging Face helpers shared by the operators that load, sample from and train causal LMs.
+torch and transformers are imported inside the functions."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def quiet():
+    """No per-file progress bars or advisory warnings from transformers in stage logs."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def set_threads(cpus: float | None):
+    import torch
+
+    n = max(1, int(cpus or 0) or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1)
+    torch.set_num_threads(n)
+
+
+@lru_cache(maxsize=2)
+def load(path: str, dtype: str = "float32", device: str = "cpu"):
+    """(model, tokenizer) from a model directory, loaded once per process. No remote code."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    model.to(device).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
+             top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
+             batch_size: int = 64, seed: int = 0,
+             progress: Callable[..., None] | None = None) -> list[list[tuple[str, int, int]]]:
+    """For each prompt, `n` samples as (completion, prompt tokens, completion tokens).
+    Batched with left padding and the KV cache; prompts are sorted by length so that a
+    batch needs little padding. Greedy when temperature is 0; otherwise each batch is seeded
+    from `seed` and its position, so a re-run gives the same samples."""
+    import torch
+
+    tok.padding_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    jobs = [(i, k) for i in order for k in range(n)]
+    out: list[list] = [[None] * n for _ in prompts]
+    done_tokens, t0 = 0, time.monotonic()
+    kwargs = dict(do_sample=False)
+    if temperature > 0:
+        kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    if stop:
+        kwargs.update(stop_strings=list(stop), tokenizer=tok)
+    with torch.inference_mode():
+        for b, s in enumerate(range(0, len(jobs), batch_size)):
+            batch = jobs[s:s + batch_size]
+            enc = tok([prompts[i] for i, _ in batch], return_tensors="pt", padding=True,
+                      add_special_tokens=False).to(model.device)
+            if temperature > 0:
+                torch.manual_seed(seed * 1_000_003 + b)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                 **kwargs)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
+            texts = tok.batch_decode(new, skip_special_tokens=True)
+            prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
+            for (i, k), text, pl_, cl in zip(batch, texts, prompt_lengths, lengths):
+                out[i][k] = (truncate(text, stop), int(pl_), int(cl))
+                done_tokens += cl
+            if progress:
+                elapsed = time.monotonic() - t0
+                progress(min(s + batch_size, len(jobs)), len(jobs), "samples",
+                         tokens_per_s=done_tokens / max(elapsed, 1e-9))
+    return out
+
+
+def truncate(text: str, stop: Sequence[str]) -> str:
+    """The text up to the first stop string."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+def encode_examples(tok, examples: Sequence[tuple[str, str]], max_length: int | None):
+    """(ids, labels) per (prompt, completion): eos appended, labels -100 on the prompt, so
+    the loss falls on the rationale and answer only."""
+    eos = tok.eos_token_id
+    out = []
+    for prompt, completion in examples:
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        c = tok(completion, add_special_tokens=False)["input_ids"] + [eos]
+        ids, labels = p + c, [-100] * len(p) + c
+        if max_length:
+            ids, labels = ids[:max_length], labels[:max_length]
+        out.append((ids, labels))
+    return out
+
+
+def collate(batch, pad_id: int):
+    """Right-padded (input_ids, attention_mask, labels) tensors."""
+    import torch
+
+    n = max(len(ids) for ids, _ in batch)
+    ids_t = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    lab_t = torch.full((len(batch), n), -100, dtype=torch.long)
+    att_t = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, (ids, labels) in enumerate(batch):
+        ids_t[i, :len(ids)] = torch.tensor(ids)
+        lab_t[i, :len(labels)] = torch.tensor(labels)
+        att_t[i, :len(ids)] = 1
+    return ids_t, att_t, lab_t
+
+
+def save(model, tok, out: Path):
+    """safetensors weights, config, generation config and tokenizer."""
+    quiet()
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float = 0.1) -> float:
+    """Linear warmup to `lr`, then cosine decay to `min_ratio * lr` at `steps`."""
+    import math
+
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))

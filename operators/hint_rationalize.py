@@ -1,0 +1,41 @@
+"""Rationalization: for each problem with no correct sample, sample again with the gold
+answer given as a hint, keep the samples that now reach it, and store them with the hint
+removed: the prompt kept is the problem's plain prompt, as if the model had found the
+rationale unaided."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from stardag.operator import Dataset, DefaultResources, Model, Operator
+
+from .fewshot_prompt import PROMPTS
+from .sample import SampleParams, sample_table
+from .verify import VERIFIED, verify_table
+
+
+class HintRationalize(Operator):
+    version = "1"
+    inputs = {"model": Model(), "prompts": Dataset(PROMPTS), "verified": Dataset(VERIFIED)}
+    outputs = {"rationalized": Dataset({**VERIFIED, "rationalized": "bool"}, passthrough="verified")}
+    resources = DefaultResources(cpus=1)
+
+    class Params(SampleParams):
+        task: str = "arithmetic"
+        mode: Literal["answer", "steps"] = "answer"
+
+    def run(self, ctx, model, prompts, verified):
+        import polars as pl
+
+        p = ctx.params
+        solved = verified.filter(pl.col("correct"))["id"].unique()
+        failed = prompts.filter(~pl.col("id").is_in(solved.implode()))
+        ctx.log(f"{failed.height} of {prompts.height} problems unsolved: rationalizing with hints")
+        if failed.height == 0:
+            return verified.clear().with_columns(pl.lit(True).alias("rationalized"))
+        hinted = sample_table(ctx, model, failed, p, "hint_prompt")
+        checked = verify_table(hinted, p.task, p.mode).filter(pl.col("correct"))
+        # the hint is removed: the training example is the plain prompt + the rationale
+        # sample_table kept the problem's plain `prompt` column beside the hinted one it used
+        return checked.with_columns(pl.lit(True).alias("rationalized")).select(
+            verified.columns + ["rationalized"])

@@ -1,0 +1,162 @@
+"""Fine-tuning on the kept examples with Ray Train's TorchTrainer: one worker per GPU (or
+CPU workers), each training on its shard of the data, loss on the rationale and answer only.
+Each STaR iteration starts from the base model by default, as the paper does, with a step
+budget of `steps * growth ** (iteration - 1)`."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
+
+from .dedupe import EXAMPLES
+
+
+class TrainParams(Params):
+    steps: int = 40
+    growth: float = 1.2
+    iteration: int = 1
+    start: Literal["base", "previous"] = "base"
+    lr: float = 1e-5
+    warmup: int = 10
+    min_lr_ratio: float = 1.0
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 512
+    seed: int = 0
+    workers: int = 1
+    cpus_per_worker: float = 1
+    use_gpu: bool = False
+    bf16: bool = False
+    trainer: Literal["ray", "torch"] = "ray"
+
+
+def step_budget(steps: int, growth: float, iteration: int) -> int:
+    """The paper's schedule: `steps` in the first iteration, times `growth` each next one."""
+    return max(1, round(steps * growth ** max(0, iteration - 1)))
+
+
+def train_loop(config: dict):
+    """Runs on every worker (or in-process with trainer: torch)."""
+    import torch
+
+    from . import hf
+
+    ray_mode = config["ray"]
+    if ray_mode:
+        import ray.train
+        import ray.train.torch
+
+        rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    else:
+        rank, world = 0, 1
+    hf.set_threads(config["cpus_per_worker"])
+    torch.manual_seed(config["seed"])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf.quiet()
+    tok = AutoTokenizer.from_pretrained(config["start"])
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(config["start"], dtype=torch.float32)
+    device = "cpu"
+    if ray_mode:
+        model = ray.train.torch.prepare_model(model)
+        device = next(model.parameters()).device
+    elif config["use_gpu"]:
+        device = "cuda"
+        model.to(device)
+    shard = config["examples"][rank::world]
+    data = hf.encode_examples(tok, shard, config["max_length"])
+    rng = random.Random(config["seed"] * 1000 + rank)
+    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    model.train()
+    order: list[int] = []
+    bs, steps = config["batch_size"], config["total_steps"]
+    t0, losses = time.monotonic(), []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        for _ in range(config["grad_accum"]):
+            if len(order) < bs:
+                more = list(range(len(data)))
+                rng.shuffle(more)
+                order.extend(more * max(1, -(-bs // max(1, len(more)))))
+            idx, order = order[:bs], order[bs:]
+            ids, att, lab = (t.to(device) for t in hf.collate([data[i] for i in idx], tok.pad_token_id))
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                enabled=config["bf16"] and device != "cpu"):
+                loss = model(input_ids=ids, attention_mask=att, labels=lab).loss / config["grad_accum"]
+            loss.backward()
+        for g in opt.param_groups:
+            g["lr"] = hf.lr_at(step, steps, config["lr"], config["warmup"], config["min_lr_ratio"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item() * config["grad_accum"])
+    metrics = {"loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "steps": steps,
+               "seconds": time.monotonic() - t0}
+    out = Path(config["out"]) if not ray_mode else Path(tempfile.mkdtemp())
+    if rank == 0:
+        inner = getattr(model, "module", model)
+        hf.save(inner, tok, out)
+    if ray_mode:
+        from ray.train import Checkpoint
+
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out) if rank == 0 else None)
+    return metrics
+
+
+class ShardTrain(Operator):
+    version = "1"
+    inputs = {"base": Model(), "examples": Dataset(EXAMPLES), "previous": Model(optional=True)}
+    outputs = {"model": Model()}
+    # the stage only orchestrates: Ray Train's workers take the CPUs/GPUs (see STACK-NOTES:
+    # an orchestrating task holding CPUs deadlocks a small machine)
+    resources = DefaultResources(cpus=0)
+    Params = TrainParams
+
+    def run(self, ctx, base, examples, previous=None):
+        p = ctx.params
+        if examples.height == 0:
+            raise ValueError("no training examples: every sample was wrong (try more samples, "
+                             "a higher temperature, or rationalization)")
+        start = previous if p.start == "previous" and previous is not None else base
+        out = ctx.output_dir("model")
+        config = {**p.model_dump(), "start": str(start), "out": str(out),
+                  "examples": list(zip(examples["prompt"].to_list(), examples["completion"].to_list())),
+                  "total_steps": step_budget(p.steps, p.growth, p.iteration), "ray": p.trainer == "ray"}
+        ctx.log(f"{examples.height} examples, {config['total_steps']} steps from "
+                f"{'the previous model' if start is previous else 'the base model'}, "
+                f"{p.workers} {'GPU' if p.use_gpu else 'CPU'} worker(s) ({p.trainer})")
+        if p.trainer == "torch":
+            metrics = train_loop(config)
+        else:
+            metrics = _fit_on_ray(config, p, out)
+        ctx.log(f"done: loss {metrics['loss']:.4f}, {metrics['seconds']:.1f}s in the loop")
+
+
+def _fit_on_ray(config: dict, p: TrainParams, out: Path) -> dict:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    storage = tempfile.mkdtemp(prefix="stardag-train-")
+    try:
+        trainer = TorchTrainer(
+            train_loop, train_loop_config=config,
+            scaling_config=ScalingConfig(num_workers=p.workers, use_gpu=p.use_gpu,
+                                         resources_per_worker={"CPU": p.cpus_per_worker,
+                                                               **({"GPU": 1} if p.use_gpu else {})}),
+            run_config=RunConfig(storage_path=storage, name="train"))
+        result = trainer.fit()
+        with result.checkpoint.as_directory() as ckpt:
+            for f in Path(ckpt).iterdir():
+                if f.is_file():
+                    shutil.copy2(f, out / f.name)
+        return dict(result.metrics)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
