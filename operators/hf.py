@@ -60,8 +60,6 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
     kwargs = dict(do_sample=False)
     if temperature > 0:
         kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    if stop:
-        kwargs.update(stop_strings=list(stop), tokenizer=tok)
     with torch.inference_mode():
         for b, s in enumerate(range(0, len(jobs), batch_size)):
             batch = jobs[s:s + batch_size]
@@ -69,9 +67,10 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
                       add_special_tokens=False).to(model.device)
             if temperature > 0:
                 torch.manual_seed(seed * 1_000_003 + b)
+            criteria = [_StopStrings(tok, stop, enc["input_ids"].shape[1])] if stop else None
             gen = model.generate(**enc, max_new_tokens=max_new_tokens,
                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                 **kwargs)
+                                 stopping_criteria=criteria, **kwargs)
             new = gen[:, enc["input_ids"].shape[1]:]
             lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
             texts = tok.batch_decode(new, skip_special_tokens=True)
@@ -84,6 +83,20 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
                 progress(min(s + batch_size, len(jobs)), len(jobs), "samples",
                          tokens_per_s=done_tokens / max(elapsed, 1e-9))
     return out
+
+
+def _StopStrings(tok, stop: Sequence[str], start: int):
+    """Stops each sequence once its new text contains a stop string. (transformers' own
+    `stop_strings` assumes a byte-level BPE vocabulary and fails on others.)"""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopStrings(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tok.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
+
+    return StopStrings()
 
 
 def truncate(text: str, stop: Sequence[str]) -> str:

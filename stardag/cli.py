@@ -227,6 +227,41 @@ def gc(keep, store, dry_run):
     click.echo(f"{n} artifacts deleted, {len(keys)} kept; {verb} {_size(freed)}")
 
 
+@main.command()
+@SPEC
+@SET
+@STORE
+@click.option("--stage", help="The loop stage with the metrics (default: the one that has them).")
+@click.option("--base", help="The stage outside the loop giving iteration 0 (default: found).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {iterations: [{iteration, "
+              "accuracy, by_slice, train_used}]}.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Where to write the PNG plot "
+              "(default: <spec name>-report.png here).")
+@click.option("--no-plot", is_flag=True, help="Write no plot.")
+@_errors
+def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
+    """Held-out accuracy per iteration and slice, and the training data used, as a table
+    and a PNG plot.
+
+    \b
+    Example:
+      stardag report pipelines/star.yaml --plot docs/star.png
+    """
+    from pathlib import Path
+
+    from . import report as rep
+
+    data = rep.collect(spec, overrides, store, stage, base)
+    if as_json:
+        click.echo(json.dumps({"iterations": data["iterations"]}, indent=1))
+    else:
+        click.echo(rep.table(data))
+    if not no_plot and data["iterations"]:
+        path = Path(plot or f"{data['spec']}-report.png")
+        rep.plot(data, path)
+        click.echo(f"plot: {path}", err=True)
+
+
 @main.command(name="ls")
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @STORE

@@ -1,0 +1,191 @@
+"""The STaR operators, each on its own, on a tiny character-level model made here."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from operators import arith, charlm, hf
+from operators.dedupe import Dedupe
+from operators.evaluate import Evaluate
+from operators.fewshot_prompt import FewshotPrompt
+from operators.hint_rationalize import HintRationalize
+from operators.sample import Sample
+from operators.shard_train import ShardTrain, step_budget
+from operators.verify import Verify
+from stardag.operator import Context, DefaultResources
+
+
+def ctx(op, tmp_path=None, iteration=None, **params):
+    outs = {n: (tmp_path / n) for n in op.outputs if tmp_path is not None}
+    for d in outs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return Context(op.Params(**params), "test", iteration, outs, DefaultResources(cpus=1), "k")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny char model, trained for a few steps on 1-digit additions."""
+    import random
+
+    out = tmp_path_factory.mktemp("model")
+    hf.set_threads(1)
+    tok = charlm.make_tokenizer()
+    model = charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+    corpus = arith.pretrain_examples(random.Random(0), 2000, {1: 1.0}, 0.2)
+    charlm.pretrain(model, tok, corpus, steps=60, batch_size=32, lr=3e-3, warmup=5)
+    hf.save(model, tok, out)
+    return out
+
+
+def problems(n=6, digits=(1, 2)):
+    rows = arith.make_problems(0, digits, n // len(digits))
+    return pl.DataFrame({"id": [r["id"] for r in rows], "question": [r["question"] for r in rows],
+                         "answer": [r["answer"] for r in rows],
+                         "meta": [{"digits": r["digits"]} for r in rows]})
+
+
+def prompts(n=6, digits=(1, 2)):
+    op = FewshotPrompt
+    return op().run(ctx(op, template="{question}\n", hint_template="{question}|{hint}\n"),
+                    problems(n, digits))
+
+
+def test_fewshot_prompt_builds_k_exemplars_and_a_hinted_twin(tmp_path):
+    ex = tmp_path / "ex.yaml"
+    ex.write_text("exemplars:\n- {question: '1+1', rationale: 'one and one', answer: '2'}\n"
+                  "- {question: '2+2', rationale: 'two and two', answer: '4'}\n")
+    out = FewshotPrompt().run(ctx(FewshotPrompt, exemplars=str(ex), k=2), problems())
+    first = out.row(0, named=True)
+    assert first["prompt"].startswith("Q: 1+1\nA: one and one\n\nQ: 2+2\nA: two and two\n\nQ: ")
+    assert first["prompt"].endswith(f"Q: {first['question']}\nA:")
+    assert f"(answer: {first['answer']})" in first["hint_prompt"]
+    assert f"answer: {first['answer']}" not in first["prompt"]
+    assert out["meta"].to_list() == problems()["meta"].to_list()  # problem columns pass through
+    with pytest.raises(ValueError, match="has 2 exemplars, k is 3"):
+        FewshotPrompt().run(ctx(FewshotPrompt, exemplars=str(ex), k=3), problems())
+    with pytest.raises(ValueError, match="needs the `model` input"):
+        FewshotPrompt().run(ctx(FewshotPrompt, format="chat"), problems())
+
+
+def test_sample_is_batched_reproducible_and_counts_tokens(model_dir):
+    p = prompts()
+    greedy = Sample().run(ctx(Sample, max_new_tokens=20, batch_size=4), model_dir, p)
+    one_by_one = Sample().run(ctx(Sample, max_new_tokens=20, batch_size=1), model_dir, p)
+    assert greedy["completion"].to_list() == one_by_one["completion"].to_list()
+    assert greedy.columns[:4] == ["id", "question", "answer", "meta"]
+    assert (greedy["prompt_tokens"] == greedy["prompt"].str.len_chars()).all()
+    assert (greedy["completion_tokens"] >= greedy["completion"].str.len_chars()).all()
+    hot = dict(max_new_tokens=20, n=3, temperature=1.5, seed=7)
+    a = Sample().run(ctx(Sample, **hot), model_dir, p)
+    b = Sample().run(ctx(Sample, **hot), model_dir, p)
+    assert a.height == 3 * p.height and a["sample_index"].to_list()[:3] == [0, 1, 2]
+    assert a["completion"].to_list() == b["completion"].to_list()
+    c = Sample().run(ctx(Sample, **{**hot, "seed": 8}), model_dir, p)
+    assert a["completion"].to_list() != c["completion"].to_list()
+    cut = Sample().run(ctx(Sample, max_new_tokens=20, stop=["+"]), model_dir, p)
+    assert not cut["completion"].str.contains(r"\+", literal=False).any()
+
+
+def test_verify_by_answer_and_by_steps():
+    s = pl.DataFrame({"id": ["a", "b", "c", "d"], "question": ["12+34", "12+34", "12+34", "5+5"],
+                      "answer": ["46", "46", "46", "10"], "prompt": [""] * 4, "sample_index": [0] * 4,
+                      "completion": [arith.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
+                      "prompt_tokens": [0] * 4, "completion_tokens": [0] * 4})
+    by_answer = Verify().run(ctx(Verify), s)
+    assert by_answer["pred"].to_list() == ["46", "46", "47", "10"]
+    assert by_answer["correct"].to_list() == [True, True, False, True]
+    by_steps = Verify().run(ctx(Verify, mode="steps"), s)
+    assert by_steps["correct"].to_list() == [True, False, False, False]
+    with pytest.raises(ValueError, match="unknown task"):
+        Verify().run(ctx(Verify, task="nope"), s)
+
+
+def test_hint_rationalize_samples_only_failures_and_removes_the_hint(model_dir):
+    p = prompts()
+    samples = Sample().run(ctx(Sample, max_new_tokens=20), model_dir, p)
+    verified = Verify().run(ctx(Verify), samples)
+    # pretend the first problem was solved: it must not be rationalized
+    verified = verified.with_columns((pl.col("id") == p["id"][0]).alias("correct"))
+    out = HintRationalize().run(ctx(HintRationalize, max_new_tokens=20, n=4, temperature=1.0),
+                                model_dir, p, verified)
+    assert p["id"][0] not in out["id"].to_list()
+    assert out["rationalized"].all() and out["correct"].all()
+    for row in out.iter_rows(named=True):
+        assert arith.HINT_SEP not in row["prompt"]
+        assert row["prompt"] == f"{row['question']}\n"
+        assert arith.parse_answer(row["completion"]) == row["answer"]
+
+
+def _verified(rows):
+    return pl.DataFrame([{"id": i, "question": "1+1", "answer": "2", "prompt": "1+1\n",
+                          "sample_index": k, "completion": c, "prompt_tokens": 4,
+                          "completion_tokens": 4, "pred": "2", "correct": ok}
+                         for i, k, c, ok in rows])
+
+
+def test_dedupe_removes_exact_and_normalized_duplicates_and_keeps_k_per_problem():
+    gen = _verified([("a", 0, "x =2", True), ("a", 1, "x =2", True), ("a", 2, "X  =2 ", True),
+                     ("a", 3, "y =2", True), ("b", 0, "z =2", False)])
+    rat = _verified([("a", 0, "w =2", True), ("b", 0, "v =2", True)])
+    out = Dedupe().run(ctx(Dedupe, max_per_problem=2), gen, rat)
+    assert out.select("id", "completion", "source").rows() == [
+        ("a", "x =2", "generation"), ("a", "y =2", "generation"), ("b", "v =2", "rationalization")]
+    exact_only = Dedupe().run(ctx(Dedupe, max_per_problem=5, normalize=False), gen)
+    assert exact_only["completion"].to_list() == ["x =2", "X  =2 ", "y =2"]
+
+
+def test_the_step_budget_grows_as_in_the_paper():
+    assert [step_budget(40, 1.2, i) for i in (1, 2, 3, 4)] == [40, 48, 58, 69]
+    assert step_budget(150, 1.0, 9) == 150
+
+
+def _examples():
+    rows = [(f"e{i}", f"{i}+{i}", arith.scratchpad(i, i)) for i in range(10)]
+    return pl.DataFrame({"id": [r[0] for r in rows], "question": [r[1] for r in rows],
+                         "answer": [str(2 * i) for i in range(10)],
+                         "prompt": [f"{r[1]}\n" for r in rows], "completion": [r[2] for r in rows],
+                         "source": ["generation"] * 10})
+
+
+def _weights(d: Path):
+    from safetensors.numpy import load_file
+
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_shard_train_starts_from_base_by_default_or_from_previous(model_dir, tmp_path):
+    import numpy as np
+
+    params = dict(steps=2, lr=1e-2, warmup=0, batch_size=4, trainer="torch", max_length=64)
+    c1 = ctx(ShardTrain, tmp_path / "one", iteration=1, **params)
+    ShardTrain().run(c1, model_dir, _examples())
+    first = c1.output_dir("model")
+    assert (first / "config.json").exists() and (first / "tokenizer.json").exists()
+    c2 = ctx(ShardTrain, tmp_path / "two", iteration=1, **params)
+    ShardTrain().run(c2, model_dir, _examples(), previous=first)  # start: base ignores previous
+    a, b = _weights(first), _weights(c2.output_dir("model"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    c3 = ctx(ShardTrain, tmp_path / "three", iteration=1, start="previous", **params)
+    ShardTrain().run(c3, model_dir, _examples(), previous=first)
+    c = _weights(c3.output_dir("model"))
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+    base = _weights(model_dir)
+    assert not all(np.array_equal(a[k], base[k]) for k in a)
+    with pytest.raises(ValueError, match="no training examples"):
+        ShardTrain().run(ctx(ShardTrain, tmp_path / "four", **params), model_dir, _examples().clear())
+
+
+def test_evaluate_reports_accuracy_by_slice_and_train_data_used(model_dir):
+    p = prompts(8, digits=(1, 2))
+    ex = _examples().head(3).with_columns(pl.Series("id", p["id"][:3]),
+                                          pl.Series("source", ["generation", "generation", "rationalization"]))
+    out = Evaluate().run(ctx(Evaluate, slice_field="digits", max_new_tokens=20), model_dir, p, ex, p)
+    m = {(r["kind"], r["slice"]): r for r in out["metrics"].iter_rows(named=True)}
+    assert set(m) >= {("accuracy", "all"), ("accuracy", "1"), ("accuracy", "2"),
+                      ("train_used", "generation"), ("train_used", "rationalization"),
+                      ("faithful", "generation")}
+    assert m[("accuracy", "1")]["n"] == 4
+    assert m[("accuracy", "all")]["value"] == pytest.approx(out["predictions"]["correct"].mean())
+    assert m[("train_used", "generation")]["value"] == pytest.approx(2 / 8)
+    assert m[("faithful", "generation")]["value"] == 1.0
