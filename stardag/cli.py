@@ -167,10 +167,9 @@ def dag(spec, overrides, mermaid):
     Example:
       stardag dag pipelines/star.yaml --mermaid > dag.md
     """
-    from .graph import compile_spec
-    from .spec import load_spec
+    from . import api
 
-    graph = compile_spec(load_spec(spec, overrides))
+    graph = api.load(spec, overrides).graph
     if mermaid:
         click.echo("flowchart TD")
         ids = {n: f"n{i}" for i, n in enumerate(graph.nodes)}

@@ -23,24 +23,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import pyarrow.fs as pafs
-
 from .errors import CorruptArtifact, StoreError
 from .fingerprint import FORMAT_VERSION
 
 MANIFEST = "manifest.json"
 
 
-def resolve_root(uri: str) -> tuple[pafs.FileSystem, str, Path | None]:
-    """(filesystem, root path in it, local root or None for remote stores)."""
+def resolve_root(uri: str):
+    """(filesystem, root path in it, local root or None for remote stores). A local store's
+    filesystem is None until needed: a cached run reads manifests with plain file calls and
+    need not import pyarrow."""
     if "://" in uri and not uri.startswith("file://"):
+        import pyarrow.fs as pafs
+
         try:
             fs, path = pafs.FileSystem.from_uri(uri)
         except Exception as e:  # pyarrow raises several types here
             raise StoreError(f"cannot open store {uri}: {e}") from None
         return fs, path.rstrip("/"), None
     local = Path(uri.removeprefix("file://")).expanduser().absolute()
-    return pafs.LocalFileSystem(), local.as_posix(), local
+    return None, local.as_posix(), local
 
 
 def _oserror(action: str, e: OSError) -> StoreError:
@@ -66,7 +68,16 @@ class Staging:
 class Store:
     def __init__(self, uri: str | os.PathLike):
         self.uri = str(uri)
-        self.fs, self.root, self.local = resolve_root(self.uri)
+        self._fs, self.root, self.local = resolve_root(self.uri)
+
+    @property
+    def fs(self):
+        """The pyarrow filesystem of the store."""
+        if self._fs is None:
+            import pyarrow.fs as pafs
+
+            self._fs = pafs.LocalFileSystem()
+        return self._fs
 
     # --- paths ------------------------------------------------------------------------
     def _obj(self, key: str) -> str:
@@ -121,13 +132,25 @@ class Store:
             raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
         files = m["files"]
         base = self._obj(key)
-        infos = self.fs.get_file_info([f"{base}/{rel}" for rel in files])
-        for info, (rel, meta) in zip(infos, files.items()):
-            if info.type != pafs.FileType.File:
+        for rel, meta in files.items():
+            size = self._size(f"{base}/{rel}")
+            if size is None:
                 raise CorruptArtifact(key, f"file {rel} is missing")
-            if info.size != meta["size"]:
-                raise CorruptArtifact(key, f"file {rel} has {info.size} bytes, manifest says "
+            if size != meta["size"]:
+                raise CorruptArtifact(key, f"file {rel} has {size} bytes, manifest says "
                                            f"{meta['size']}")
+
+    def _size(self, path: str) -> int | None:
+        if self.local is not None:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                return None
+            return st.st_size if os.path.isfile(path) else None
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info(path)
+        return info.size if info.type == pafs.FileType.File else None
 
     def verify(self, key: str, m: dict, prefix: str = ""):
         """Check every file's checksum (of files under `prefix` only, if given)."""
@@ -184,6 +207,8 @@ class Store:
         cache = Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag"))
         dest = cache / key / output
         if not (dest / ".complete").exists():
+            import pyarrow.fs as pafs
+
             tmp = cache / f"{key}.{uuid.uuid4().hex[:8]}"
             pafs.copy_files(f"{self._obj(key)}/{output}", str(tmp / output),
                             source_filesystem=self.fs,
@@ -324,6 +349,8 @@ class Store:
     # --- housekeeping -------------------------------------------------------------------
     def artifacts(self) -> Iterator[dict]:
         """Manifests of every complete artifact."""
+        import pyarrow.fs as pafs
+
         selector = pafs.FileSelector(f"{self.root}/objects", recursive=False, allow_not_found=True)
         for prefix in self.fs.get_file_info(selector):
             sub = pafs.FileSelector(prefix.path, recursive=False, allow_not_found=True)

@@ -1,0 +1,55 @@
+"""The default pipeline end to end at a size CI affords: on Ray, with Ray Train workers."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import stardag
+from stardag.cli import main
+
+pytestmark = pytest.mark.ray
+
+PIPELINES = Path(__file__).parent.parent / "pipelines"
+SMALL = [
+    "stages.problems.params.digits=[1, 2]",
+    "stages.problems.params.train_per_digit=8",
+    "stages.problems.params.heldout_per_digit=8",
+    "stages.base.params.steps=400",
+    "stages.base.params.n_layer=1",
+    "stages.base.params.n_embd=64",
+    "stages.base.params.corpus_size=5000",
+    "stages.base.params.mix={1: 0.5, 2: 0.5}",
+    "loop.iterations=2",
+    "loop.stages.train.params.steps=4",
+]
+
+
+def test_the_default_pipeline_runs_reports_and_caches_and_its_variant_reuses_it(tmp_path):
+    from click.testing import CliRunner
+
+    store = str(tmp_path / "store")
+    first = stardag.run(PIPELINES / "star.yaml", overrides=SMALL, store=store, progress=False)
+    assert "train@2" in first.computed() and "evaluate@2" in first.computed()
+
+    out = CliRunner().invoke(main, ["report", str(PIPELINES / "star.yaml"), "--store", store,
+                                    "--json", "--plot", str(tmp_path / "r.png"),
+                                    *sum((["--set", s] for s in SMALL), [])])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert [e["iteration"] for e in report["iterations"]] == [0, 1, 2]
+    for e in report["iterations"]:
+        assert 0 <= e["accuracy"] <= 1 and set(e["by_slice"]) == {"1", "2"}
+    assert set(report["iterations"][1]["train_used"]) == {"generation", "rationalization"}
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+    again = stardag.run(PIPELINES / "star.yaml", overrides=SMALL, store=store, progress=False)
+    assert again.computed() == []
+
+    plan = {e.node: e for e in stardag.plan(PIPELINES / "star_no_rationalization.yaml",
+                                            overrides=SMALL, store=store)}
+    for shared in ("problems", "base", "train_prompts", "heldout_prompts", "evaluate_base",
+                   "samples@1", "verified@1"):
+        assert plan[shared].status == "cached", shared
+    assert plan["examples@1"].status == "run" and plan["examples@1"].causes == ["new"]
+    assert "rationalized@1" not in plan
