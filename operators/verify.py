@@ -23,7 +23,7 @@ def verify_table(samples, task_name: str, mode: str):
         raise ValueError(f"task {task_name!r} has no step checker; use mode: answer")
     preds, correct = [], []
     for row in samples.select("question", "answer", "completion").iter_rows(named=True):
-        pred = task.parse(row["completion"])
+        pred = task.parse(row["completion"], row["question"])
         ok = pred is not None and pred == task.gold(row["answer"])
         if ok and mode == "steps":
             ok = task.check_steps(row["question"], row["completion"])

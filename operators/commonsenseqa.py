@@ -1,0 +1,49 @@
+"""Problem source: CommonsenseQA (Talmor et al. 2019) from its official JSON Lines format
+(answerKey, id, question.stem, question.choices[{label, text}]). The choices are written
+into the question text, '(A) ignore (B) enforce ...', as the paper's prompts do, and kept in
+`meta`."""
+
+from __future__ import annotations
+
+from stardag.operator import Dataset, FilePath, Operator, Params
+
+from .arithmetic import PROBLEMS
+
+
+def csqa_row(raw: dict, where: str) -> dict:
+    from .datafiles import DataError, field
+
+    stem = field(raw, "question.stem", where)
+    choices = field(raw, "question.choices", where, list)
+    labels = []
+    for c in choices:
+        if not isinstance(c, dict) or not isinstance(c.get("label"), str) or not isinstance(c.get("text"), str):
+            raise DataError(f"{where}: each choice needs a string `label` and `text`")
+        labels.append(c["label"])
+    key = field(raw, "answerKey", where)
+    if key not in labels:
+        raise DataError(f"{where}: answerKey {key!r} is not one of the choice labels {labels}")
+    text = " ".join(f"({c['label'].lower()}) {c['text']}" for c in choices)
+    return {"id": field(raw, "id", where), "question": f"{stem}\nAnswer Choices:\n{text}",
+            "answer": key, "meta": {"stem": stem, "choices": text,
+                                    "answer_text": next(c["text"] for c in choices if c["label"] == key)}}
+
+
+class CommonsenseQA(Operator):
+    version = "1"
+    outputs = {"train": Dataset(PROBLEMS), "heldout": Dataset(PROBLEMS)}
+
+    class Params(Params):
+        path: FilePath | None = None
+        hf_dataset: str | None = None   # e.g. "tau/commonsense_qa"
+        seed: int = 0
+        train_size: int | None = None
+        heldout_size: int = 200
+
+    def run(self, ctx):
+        from .datafiles import frames, load_problems, split
+        from .gsm8k import _from_hub
+
+        p = ctx.params
+        rows = load_problems(p.path, csqa_row) if p.path else _from_hub(p.hf_dataset, csqa_row)
+        return frames(*split(rows, p.seed, p.train_size, p.heldout_size))

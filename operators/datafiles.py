@@ -1,0 +1,72 @@
+"""Reading problem files: JSON Lines with one clear error (file and line) per bad row, and a
+seeded split of one file into train and held-out problems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+class DataError(ValueError):
+    pass
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8", errors="strict") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise DataError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: not a JSON object")
+            yield n, row
+
+
+def field(row: dict, dotted: str, where: str, kind: type = str) -> Any:
+    value: Any = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise DataError(f"{where}: missing field {dotted!r}")
+        value = value[part]
+    if not isinstance(value, kind):
+        raise DataError(f"{where}: field {dotted!r} should be {kind.__name__}, "
+                        f"not {type(value).__name__}")
+    return value
+
+
+def load_problems(path: str, parse_row: Callable[[dict, str], dict], limit: int | None = None) -> list[dict]:
+    rows = []
+    for n, raw in read_jsonl(path):
+        rows.append(parse_row(raw, f"{path}:{n}"))
+        if limit and len(rows) >= limit:
+            break
+    if not rows:
+        raise DataError(f"{path}: no problems in the file")
+    return rows
+
+
+def split(rows: list[dict], seed: int, train_size: int | None, heldout_size: int):
+    """A seeded shuffle, then the first `heldout_size` rows held out, the next `train_size`
+    (all if None) for training."""
+    import random
+
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    if heldout_size >= len(rows):
+        raise DataError(f"heldout_size {heldout_size} leaves nothing to train on ({len(rows)} rows)")
+    held = [rows[i] for i in order[:heldout_size]]
+    train = [rows[i] for i in order[heldout_size:]]
+    return (train[:train_size] if train_size else train), held
+
+
+def frames(train: list[dict], held: list[dict]):
+    import polars as pl
+
+    return {"train": pl.DataFrame(train), "heldout": pl.DataFrame(held)}
