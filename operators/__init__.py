@@ -6,6 +6,7 @@ imported inside `run`), so that planning a cached pipeline never pays for them."
 BUILTIN = {
     "arithmetic": "operators.arithmetic:Arithmetic",
     "char_model": "operators.char_model:CharModel",
+    "hf_model": "operators.hf_model:HFModel",
     "gsm8k": "operators.gsm8k:GSM8K",
     "commonsenseqa": "operators.commonsenseqa:CommonsenseQA",
     "fewshot_prompt": "operators.fewshot_prompt:FewshotPrompt",

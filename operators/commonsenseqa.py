@@ -24,9 +24,13 @@ def csqa_row(raw: dict, where: str) -> dict:
     if key not in labels:
         raise DataError(f"{where}: answerKey {key!r} is not one of the choice labels {labels}")
     text = " ".join(f"({c['label'].lower()}) {c['text']}" for c in choices)
+    # the paper's hint: the correct choice marked in the question
+    marked = " ".join(f"({c['label'].lower()}) {c['text']}" + (" (CORRECT)" if c["label"] == key else "")
+                      for c in choices)
     return {"id": field(raw, "id", where), "question": f"{stem}\nAnswer Choices:\n{text}",
             "answer": key, "meta": {"stem": stem, "choices": text,
-                                    "answer_text": next(c["text"] for c in choices if c["label"] == key)}}
+                                    "answer_text": next(c["text"] for c in choices if c["label"] == key),
+                                    "question_with_hint": f"{stem}\nAnswer Choices:\n{marked}"}}
 
 
 class CommonsenseQA(Operator):

@@ -181,10 +181,22 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
                 key_params=key_params, input_where=wheres)
 
 
-def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
-    """Resolve FilePath params beside the spec; the key sees their content, not their path."""
+def _content(path: Path) -> str:
+    """xxh3 of a file, or of a directory's files (sorted relative paths and contents)."""
     import xxhash
 
+    h = xxhash.xxh3_128()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(f.relative_to(path).as_posix().encode() + b"\0" if f != path else b"")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 24):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
+    """Resolve FilePath params beside the spec; the key sees their content, not their path."""
     names = file_params(op.Params)
     if not names:
         return params_json, params_json
@@ -194,11 +206,11 @@ def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
         if value is None:
             continue
         file = Path(value) if Path(value).is_absolute() else loaded.path.parent / value
-        if not file.is_file():
+        if not file.exists():
             raise loaded.error(f"param {field_name!r}: file not found: {value} (looked at {file})",
                                path + ("params", field_name), name)
         resolved[field_name] = str(file)
-        keyed[field_name] = {"file": file.name, "xxh3": xxhash.xxh3_128(file.read_bytes()).hexdigest()}
+        keyed[field_name] = {"file": file.name, "xxh3": _content(file)}
     return resolved, keyed
 
 

@@ -32,8 +32,8 @@ class Params(BaseModel):
 
 
 class _File:
-    """Marks a param as a file path: resolved beside the spec, and its content (not its
-    path) is part of the stage's key."""
+    """Marks a param as a file or directory path: resolved beside the spec, and its content
+    (not its path) is part of the stage's key."""
 
 
 FilePath = Annotated[str, _File()]
