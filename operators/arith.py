@@ -6,12 +6,12 @@ Text format (one character per token, see `operators.charlm`):
 
     prompt            "12345+67890\\n"
     prompt with hint  "12345+67890|80235\\n"       (hint = gold answer, between '|' and '\\n')
-    completion        "5+0+0=05\\n4+9+0=13\\n3+8+1=12\\n2+7+1=10\\n1+6+1=08\\n=80235"
+    completion        "12345+67890:5+0+0=05 5\\n1234+6789:4+9+0=13 35\\n...\\n=80235"
 
-Each scratchpad line is ``a_i+b_i+c_i=c_{i+1}s_i`` for digit i counted from the right: the two
-operand digits, the carry in, then the two-digit sum (carry out, then the result digit). The
-last line is ``=`` followed by the answer. A 5-digit problem with its hint is
-18 + 52 = 70 characters (plus an end-of-sequence token).
+Each scratchpad line restates the operands left to add, adds their last digits with the
+carry (``x+y+carry_in=carry_out digit``) and ends with the result digits found so far; the
+last line is ``=`` followed by the answer (see `scratchpad`). A 5-digit problem with its
+hint is 129 characters (plus an end-of-sequence token): the model has 160 positions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ ANSWER_PREFIX = "="
 #: every character the prompts and completions can contain
 CHARS = "0123456789+=|\n "
 
-_STEP_RE = re.compile(r"^(\d)\+(\d)\+([01])=([01])(\d)$")
 _ANSWER_RE = re.compile(r"^=(\d+)$")
 _QUESTION_RE = re.compile(r"^\s*(\d+)\s*\+\s*(\d+)\s*$")
 
@@ -112,17 +111,28 @@ def parse_question(question: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- text
 def scratchpad(a: int, b: int) -> str:
     """The completion the model should write for a+b: one line per digit from the right,
-    ``x+y+carry_in=carry_out digit``, then ``=answer``."""
+    then ``=answer``. Each line restates the operands still to add, so the digits it adds
+    are always the ones just before '+' and ':' (found by content, not by counting
+    positions, which is what lets a small model extend to longer numbers), and carries the
+    result digits found so far, so the answer line is a copy, not a lookup:
+
+        12345+67890:5+0+0=05 5
+        1234+6789:4+9+0=13 35
+        ...
+        1+6:1+6+1=08 80235
+        =80235
+    """
     sa, sb = str(a), str(b)
     n = max(len(sa), len(sb))
     sa, sb = sa.zfill(n), sb.zfill(n)
-    lines = []
-    carry = 0
-    for i in range(n - 1, -1, -1):
-        x, y = int(sa[i]), int(sb[i])
-        s = x + y + carry
-        lines.append(f"{x}+{y}+{carry}={s // 10}{s % 10}")
-        carry = s // 10
+    lines, carry, partial = [], 0, ""
+    for k in range(n):
+        ra, rb = sa[:n - k], sb[:n - k]
+        x, y = int(ra[-1]), int(rb[-1])
+        total = x + y + carry
+        partial = str(total % 10) + partial
+        lines.append(f"{ra}+{rb}:{x}+{y}+{carry}={total // 10}{total % 10} {partial}")
+        carry = total // 10
     lines.append(f"{ANSWER_PREFIX}{a + b}")
     return "\n".join(lines)
 
@@ -158,33 +168,15 @@ def parse_answer(completion: str) -> str | None:
 
 def check_steps(question: str, completion: str) -> bool:
     """True only if the completion is the right scratchpad: one correct line per digit from
-    the right (operand digits, carry in, carry out and result digit), in order, no missing
-    or extra lines, and the right final answer."""
+    the right (the remaining operands, their last digits, carry in, carry out, result digit
+    and the result so far), in order, no missing or extra lines, and the right answer."""
     try:
         a, b = parse_question(question)
     except ValueError:
         return False
     lines = [ln.strip() for ln in completion.strip().split("\n")]
     lines = [ln for ln in lines if ln]
-    sa, sb = str(a), str(b)
-    n = max(len(sa), len(sb))
-    sa, sb = sa.zfill(n), sb.zfill(n)
-    if len(lines) != n + 1:
-        return False
-    carry = 0
-    for k, line in enumerate(lines[:-1]):
-        m = _STEP_RE.match(line)
-        if not m:
-            return False
-        x, y, cin, cout, d = (int(g) for g in m.groups())
-        i = n - 1 - k
-        if x != int(sa[i]) or y != int(sb[i]) or cin != carry:
-            return False
-        s = x + y + cin
-        if cout != s // 10 or d != s % 10:
-            return False
-        carry = cout
-    return parse_answer(lines[-1]) == str(a + b)
+    return lines == scratchpad(a, b).split("\n")
 
 
 def check_answer(answer: str, completion: str) -> bool:

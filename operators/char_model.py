@@ -18,7 +18,7 @@ class CharModel(Operator):
         n_layer: int = 3
         n_embd: int = 128
         n_head: int = 4
-        n_positions: int = 128
+        n_positions: int = 160
         steps: int = 1500
         batch_size: int = 64
         lr: float = 2e-3

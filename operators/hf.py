@@ -14,6 +14,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def quiet():
     """No per-file progress bars or advisory warnings from transformers in stage logs."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # e.g. the GGUF conversion's bar
     import transformers
 
     transformers.utils.logging.set_verbosity_error()

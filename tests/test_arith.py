@@ -24,12 +24,13 @@ def test_import_is_light():
 
 def test_scratchpad_format():
     s = A.scratchpad(12345, 67890)
-    assert s == "5+0+0=05\n4+9+0=13\n3+8+1=12\n2+7+1=10\n1+6+1=08\n=80235"
-    assert A.scratchpad(9, 9) == "9+9+0=18\n=18"
-    assert A.scratchpad(0, 0) == "0+0+0=00\n=0"
-    # a 5-digit problem with its hint fits 128 positions with room to spare
+    assert s == ("12345+67890:5+0+0=05 5\n1234+6789:4+9+0=13 35\n123+678:3+8+1=12 235\n"
+                 "12+67:2+7+1=10 0235\n1+6:1+6+1=08 80235\n=80235")
+    assert A.scratchpad(9, 9) == "9+9:9+9+0=18 8\n=18"
+    assert A.scratchpad(0, 0) == "0+0:0+0+0=00 0\n=0"
+    # a 5-digit problem with its hint fits the model's 160 positions
     worst = A.prompt("99999+99999", "199998") + A.scratchpad(99999, 99999)
-    assert len(worst) + 1 <= 100
+    assert len(worst) + 1 <= 160
 
 
 @pytest.mark.parametrize(
@@ -72,20 +73,22 @@ def _lines(s):
 
 def test_check_steps_rejects_wrong_steps():
     q, good = "478+356", A.scratchpad(478, 356)
-    assert good == "8+6+0=14\n7+5+1=13\n4+3+1=08\n=834"
+    assert good == "478+356:8+6+0=14 4\n47+35:7+5+1=13 34\n4+3:4+3+1=08 834\n=834"
     L = _lines(good)
-    wrong_digit = "\n".join([L[0], "7+4+1=13", *L[2:]])          # wrong operand digit
-    wrong_sum = "\n".join([L[0], "7+5+1=12", *L[2:]])            # wrong result digit
-    wrong_carry_out = "\n".join(["8+6+0=04", *L[1:]])            # carry dropped
-    wrong_carry_in = "\n".join([L[0], "7+5+0=13", *L[2:]])       # carry not taken in
+    wrong_digit = "\n".join([L[0], "47+35:7+4+1=12 24", *L[2:]])     # wrong operand digit
+    wrong_rest = "\n".join([L[0], "48+35:7+5+1=13 34", *L[2:]])      # operands not restated right
+    wrong_sum = "\n".join([L[0], "47+35:7+5+1=12 24", *L[2:]])       # wrong result digit
+    wrong_carry_out = "\n".join(["478+356:8+6+0=04 4", *L[1:]])      # carry dropped
+    wrong_carry_in = "\n".join([L[0], "47+35:7+5+0=13 34", *L[2:]])  # carry not taken in
+    wrong_partial = "\n".join([L[0], "47+35:7+5+1=13 43", *L[2:]])   # result so far misordered
     missing_line = "\n".join([L[0], L[2], L[3]])
-    extra_line = "\n".join([*L[:3], "0+0+0=00", L[3]])
+    extra_line = "\n".join([*L[:3], "0+0:0+0+0=00 0834", L[3]])
     swapped = "\n".join([L[1], L[0], *L[2:]])
     wrong_answer = "\n".join([*L[:3], "=835"])
     no_answer = "\n".join(L[:3])
-    garbage = "\n".join([L[0], "7+5+1=1", *L[2:]])
-    for bad in [wrong_digit, wrong_sum, wrong_carry_out, wrong_carry_in, missing_line, extra_line,
-                swapped, wrong_answer, no_answer, garbage]:
+    garbage = "\n".join([L[0], "47+35:7+5+1=1", *L[2:]])
+    for bad in [wrong_digit, wrong_rest, wrong_sum, wrong_carry_out, wrong_carry_in, wrong_partial,
+                missing_line, extra_line, swapped, wrong_answer, no_answer, garbage]:
         assert not A.check_steps(q, bad), bad
     # the right answer after wrong steps: the answer checker accepts it, the step checker not
     assert A.check_answer("834", wrong_sum)
