@@ -8,9 +8,10 @@ module is cheap. Everything here saves with ``save_pretrained`` and loads with
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Callable, Sequence
+
+from .hf import collate, encode_examples, lr_at  # noqa: F401  (shared with shard_train)
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 #: the characters of the task (operators.arith.CHARS) plus a few spare symbols
@@ -79,45 +80,6 @@ def make_model(tokenizer, n_layer: int = 3, n_embd: int = 128, n_head: int = 4,
     return model
 
 
-def encode_examples(tokenizer, examples: Sequence[tuple[str, str]], max_len: int | None = None):
-    """Token ids and labels for (prompt, completion) pairs: eos appended to the completion,
-    labels -100 on the prompt. Returns a list of (ids, labels) lists."""
-    eos = tokenizer.eos_token_id
-    out = []
-    for p, c in examples:
-        pi = tokenizer(p, add_special_tokens=False)["input_ids"]
-        ci = tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
-        ids = pi + ci
-        labels = [-100] * len(pi) + ci
-        if max_len is not None and len(ids) > max_len:
-            ids, labels = ids[:max_len], labels[:max_len]
-        out.append((ids, labels))
-    return out
-
-
-def collate(batch, pad_id: int):
-    """Right-padded tensors (input_ids, attention_mask, labels) for a list of (ids, labels)."""
-    import torch
-
-    n = max(len(ids) for ids, _ in batch)
-    ids_t = torch.full((len(batch), n), pad_id, dtype=torch.long)
-    lab_t = torch.full((len(batch), n), -100, dtype=torch.long)
-    att_t = torch.zeros((len(batch), n), dtype=torch.long)
-    for i, (ids, labels) in enumerate(batch):
-        ids_t[i, : len(ids)] = torch.tensor(ids)
-        lab_t[i, : len(labels)] = torch.tensor(labels)
-        att_t[i, : len(ids)] = 1
-    return ids_t, att_t, lab_t
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float = 0.1) -> float:
-    """Linear warmup to `lr`, then cosine decay to `min_ratio * lr` at `steps`."""
-    if warmup > 0 and step < warmup:
-        return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
 def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
              batch_size: int = 64, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
              log: Callable[[int, float, float], None] | None = None, log_every: int = 50,
@@ -130,7 +92,7 @@ def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
 
     if not examples:
         raise ValueError("no examples to train on")
-    data = encode_examples(tokenizer, examples, max_len=model.config.n_positions)
+    data = encode_examples(tokenizer, examples, model.config.n_positions)
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),

@@ -220,7 +220,7 @@ def test_generation_stops_at_eos(tok):
 def test_loss_masks_prompt(tok):
     from operators import charlm as C
 
-    (ids, labels), = C.encode_examples(tok, [("1+2\n", "=3")])
+    (ids, labels), = C.encode_examples(tok, [("1+2\n", "=3")], None)
     assert len(ids) == len("1+2\n=3") + 1
     assert labels[:4] == [-100] * 4
     assert labels[4:] == ids[4:]
