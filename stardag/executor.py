@@ -298,9 +298,21 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
     finally:
         if runner is not None:
             runner.close()
+        if runner is not None or failure:
+            _record(store, graph.name, results, time.monotonic() - show.t0, failure)
     if failure:
         raise failure
     return RunResult(graph.name, results)
+
+
+def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float, failure):
+    """A run's history entry: what each stage did and how long it took as the driver saw
+    it, beside the operator's own time (runs/<spec>/<time>.json)."""
+    nodes = {n: {"status": r.status, "wall_s": round(r.seconds, 4) if r.status == "computed" else 0.0,
+                 "operator_s": r.manifest.get("timings", {}).get("seconds", 0.0) if r.status == "computed" else 0.0}
+             for n, r in results.items()}
+    store.write_run(spec, {"spec": spec, "finished": time.time(), "wall_s": round(wall, 3),
+                           "failed": str(failure) if failure else None, "nodes": nodes})
 
 
 def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, manifests: dict,

@@ -346,6 +346,27 @@ class Store:
         except OSError as e:
             raise _oserror("write a ref", e) from None
 
+    def write_run(self, spec: str, record: dict):
+        """Append a run record under runs/<spec>/ (history for `bench/` and post-mortems)."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{os.getpid()}"
+        path = self._ref_path(spec, "x").replace("/refs/", "/runs/").rsplit("/", 1)[0] + f"/{stamp}.json"
+        try:
+            if self.local is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(json.dumps(record, indent=1))
+            else:
+                with self.fs.open_output_stream(path) as f:
+                    f.write(json.dumps(record, indent=1).encode())
+        except OSError as e:
+            raise _oserror("write a run record", e) from None
+
+    def runs(self, spec: str) -> list[dict]:
+        """Run records of a spec, oldest first."""
+        if self.local is None:
+            return []
+        d = Path(self.root) / "runs" / spec
+        return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
+
     # --- housekeeping -------------------------------------------------------------------
     def artifacts(self) -> Iterator[dict]:
         """Manifests of every complete artifact."""
