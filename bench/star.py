@@ -126,11 +126,17 @@ def bench_trainer(model_dir: Path, examples: list[tuple[str, str]], steps: int, 
         tok = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         data = hf.encode_examples(tok, examples, max_length)
+        # batches drawn from a shuffled order, as the operator does: in file order the
+        # examples come grouped by length and would need less padding
+        import random
+
+        order = list(range(len(data)))
+        random.Random(0).shuffle(order)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         model.train()
         t0 = time.perf_counter()
         for step in range(steps):
-            batch = [data[(step * batch_size + i) % len(data)] for i in range(batch_size)]
+            batch = [data[order[(step * batch_size + i) % len(data)]] for i in range(batch_size)]
             ids, att, lab = hf.collate(batch, tok.pad_token_id)
             loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
             opt.zero_grad(set_to_none=True)
