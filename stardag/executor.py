@@ -11,7 +11,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CorruptArtifact, StageFailed, StardagError

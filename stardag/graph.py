@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .errors import SpecError
 from .fingerprint import UnhashableParam, canonical_json
-from .operator import Dataset, DefaultResources, Operator, Params, Port, file_params, logical_type
+from .operator import Dataset, DefaultResources, Operator, Params, file_params, logical_type
 from .registry import UnknownOperator, resolve, target_of
 from .spec import LoadedSpec, PreviousRef, StageSpec
 
