@@ -77,7 +77,7 @@ def bench_sampler(model_dir: Path, prompts: list[str], batch_size: int, max_new_
     model, tok = hf.load(str(model_dir))
     table = pl.DataFrame({"id": [str(i) for i in range(len(prompts))], "prompt": prompts})
     params = Sample.Params(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    ctx = Context(params, "bench", None, {}, DefaultResources(cpus=threads), "k")
+    ctx = Context(params, "bench", {}, DefaultResources(cpus=threads))
 
     def operator():
         out = Sample().run(ctx, model_dir, table)
@@ -155,7 +155,7 @@ def bench_trainer(model_dir: Path, examples: list[tuple[str, str]], steps: int, 
         params = ShardTrain.Params(steps=n_steps, growth=1.0, lr=lr, batch_size=batch_size // workers,
                                    workers=workers, cpus_per_worker=threads // workers,
                                    max_length=max_length, trainer=trainer, warmup=0)
-        ctx = Context(params, "bench", 1, {"model": out}, DefaultResources(cpus=0), "k")
+        ctx = Context(params, "bench", {"model": out}, DefaultResources(cpus=0))
         t0 = time.perf_counter()
         ShardTrain().run(ctx, model_dir, table)
         return time.perf_counter() - t0, 0.0

@@ -47,8 +47,7 @@ def run_stage(payload: dict) -> dict:
         staging = store.begin(payload["key"])
         model_outputs = {n: staging.output_dir(n) for n, p in op.outputs.items()
                          if not isinstance(p, Dataset)}
-        ctx = Context(params, payload["node"], payload["iteration"], model_outputs,
-                      payload["resources"], payload["key"])
+        ctx = Context(params, payload["node"], model_outputs, payload["resources"])
         started = time.time()
         result = op().run(ctx, **inputs)
         seconds = time.time() - started

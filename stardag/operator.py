@@ -105,16 +105,16 @@ class DefaultResources:
 
 class Context:
     """What an operator gets besides its inputs: validated params, where to write directory
-    outputs, the stage's name, and a way to report progress."""
+    outputs, the stage's name (for messages), its resources, and a way to report progress.
+    Anything that changes an output must come through params, which the key covers: the
+    loop's iteration reaches an operator only as its `iteration` param."""
 
-    def __init__(self, params: Params, stage: str, iteration: int | None,
-                 output_dirs: dict[str, Path], resources: DefaultResources, seed_base: str):
+    def __init__(self, params: Params, stage: str, output_dirs: dict[str, Path],
+                 resources: DefaultResources):
         self.params = params
         self.stage = stage
-        self.iteration = iteration
         self.resources = resources
         self._output_dirs = output_dirs
-        self._seed_base = seed_base
         self._last_report = 0.0
 
     def output_dir(self, name: str) -> Path:

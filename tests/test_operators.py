@@ -17,10 +17,12 @@ from stardag.operator import Context, DefaultResources
 
 
 def ctx(op, tmp_path=None, iteration=None, **params):
+    if iteration is not None:
+        params["iteration"] = iteration  # as the engine fills it in for loop stages
     outs = {n: (tmp_path / n) for n in op.outputs if tmp_path is not None}
     for d in outs.values():
         d.mkdir(parents=True, exist_ok=True)
-    return Context(op.Params(**params), "test", iteration, outs, DefaultResources(cpus=1), "k")
+    return Context(op.Params(**params), "test", outs, DefaultResources(cpus=1))
 
 
 @pytest.fixture(scope="module")

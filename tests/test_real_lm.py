@@ -22,13 +22,12 @@ def test_hf_model_brings_a_model_directory_into_the_store_as_safetensors(tmp_pat
     hf.save(charlm.make_model(tok, n_layer=1, n_embd=16, n_head=2, n_positions=32), tok, src)
     out = tmp_path / "out"
     out.mkdir()
-    ctx = Context(HFModel.Params(path=str(src)), "base", None, {"model": out},
-                  DefaultResources(), "k")
+    ctx = Context(HFModel.Params(path=str(src)), "base", {"model": out}, DefaultResources())
     HFModel().run(ctx)
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pkl"))
     with pytest.raises(ValueError, match="exactly one of"):
-        HFModel().run(Context(HFModel.Params(), "base", None, {"model": out}, DefaultResources(), "k"))
+        HFModel().run(Context(HFModel.Params(), "base", {"model": out}, DefaultResources()))
 
 
 def test_a_model_directory_param_counts_by_content(tmp_path):
@@ -74,6 +73,6 @@ def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path):
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here: this test is about machines without it")
-    ctx = Context(Sample.Params(backend="vllm"), "s", None, {}, DefaultResources(), "k")
+    ctx = Context(Sample.Params(backend="vllm"), "s", {}, DefaultResources())
     with pytest.raises(ValueError, match="backend: vllm needs vLLM"):
         Sample().run(ctx, tmp_path, pl.DataFrame({"id": ["a"], "prompt": ["x"]}))
