@@ -85,11 +85,12 @@ class Store:
             raise StoreError(f"not an artifact key: {key!r}")
         return f"{self.root}/objects/{key[:2]}/{key}"
 
-    def _ref_path(self, spec: str, node: str) -> str:
-        for part in (spec, node):
+    def _named(self, kind: str, *parts: str) -> str:
+        """`<root>/<kind>/<part>/.../<last>.json` for names that cannot leave the root."""
+        for part in parts:
             if not part or "/" in part or "\\" in part or part in (".", "..") or "\0" in part:
                 raise StoreError(f"unsafe name for the store: {part!r}")
-        return f"{self.root}/refs/{spec}/{node}.json"
+        return f"{self.root}/{kind}/" + "/".join(parts) + ".json"
 
     # --- reading ------------------------------------------------------------------------
     def _read_json(self, path: str) -> Any | None:
@@ -327,12 +328,20 @@ class Store:
 
     # --- refs: what each stage of a spec last resolved to (for stale causes) ------------
     def read_ref(self, spec: str, node: str) -> dict | None:
-        ref = self._read_json(self._ref_path(spec, node))
+        ref = self._read_json(self._named("refs", spec, node))
         return None if ref is None or ref.get("__unreadable__") else ref
 
     def write_ref(self, spec: str, node: str, ref: dict):
-        path = self._ref_path(spec, node)
-        data = json.dumps(ref, sort_keys=True).encode()
+        self._write_json(self._named("refs", spec, node), ref, "write a ref")
+
+    def write_run(self, spec: str, record: dict):
+        """Append a run record under runs/<spec>/ (history for `bench/` and post-mortems)."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{os.getpid()}"
+        self._write_json(self._named("runs", spec, stamp), record, "write a run record")
+
+    def _write_json(self, path: str, obj: dict, action: str):
+        """Whole or not at all: a temporary file renamed into place (locally)."""
+        data = json.dumps(obj, indent=1, sort_keys=True).encode()
         try:
             if self.local is not None:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -344,27 +353,13 @@ class Store:
                 with self.fs.open_output_stream(path) as f:
                     f.write(data)
         except OSError as e:
-            raise _oserror("write a ref", e) from None
-
-    def write_run(self, spec: str, record: dict):
-        """Append a run record under runs/<spec>/ (history for `bench/` and post-mortems)."""
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{os.getpid()}"
-        path = self._ref_path(spec, "x").replace("/refs/", "/runs/").rsplit("/", 1)[0] + f"/{stamp}.json"
-        try:
-            if self.local is not None:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_text(json.dumps(record, indent=1))
-            else:
-                with self.fs.open_output_stream(path) as f:
-                    f.write(json.dumps(record, indent=1).encode())
-        except OSError as e:
-            raise _oserror("write a run record", e) from None
+            raise _oserror(action, e) from None
 
     def runs(self, spec: str) -> list[dict]:
         """Run records of a spec, oldest first."""
         if self.local is None:
             return []
-        d = Path(self.root) / "runs" / spec
+        d = Path(self._named("runs", spec, "x")).parent
         return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
 
     # --- housekeeping -------------------------------------------------------------------
