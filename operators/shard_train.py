@@ -9,12 +9,27 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Literal
+
+from pydantic import Field
 
 from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
 
 from .dedupe import EXAMPLES
+
+
+class LoraParams(Params):
+    """Low-rank adapters (through `peft`) instead of full fine-tuning: only the adapters
+    train, and they are merged into the weights before saving, so the stage's output is a
+    plain model directory that `sample`, `evaluate` and the vLLM backend load as any other."""
+
+    r: int = Field(16, gt=0)
+    alpha: float = 32
+    dropout: float = Field(0.05, ge=0, lt=1)
+    # None: peft's defaults for the architecture (attention projections)
+    target_modules: list[str] | None = None
 
 
 class TrainParams(Params):
@@ -35,6 +50,7 @@ class TrainParams(Params):
     use_gpu: bool = False
     bf16: bool = False
     trainer: Literal["ray", "torch"] = "ray"
+    lora: LoraParams | None = None
 
 
 def step_budget(steps: int, growth: float, iteration: int) -> int:
@@ -65,6 +81,8 @@ def train_loop(config: dict):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(config["start"], dtype=torch.float32)
+    if config["lora"]:
+        model = with_lora(model, config["lora"])
     device = "cpu"
     if ray_mode:
         model = ray.train.torch.prepare_model(model)
@@ -75,7 +93,8 @@ def train_loop(config: dict):
     shard = config["examples"][rank::world]
     data = hf.encode_examples(tok, shard, config["max_length"])
     rng = random.Random(config["seed"] * 1000 + rank)
-    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    trainable = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=config["lr"], weight_decay=config["weight_decay"])
     model.train()
     order: list[int] = []
     bs, steps = config["batch_size"], config["total_steps"]
@@ -95,7 +114,7 @@ def train_loop(config: dict):
             loss.backward()
         for g in opt.param_groups:
             g["lr"] = hf.lr_at(step, steps, config["lr"], config["warmup"], config["min_lr_ratio"])
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         losses.append(loss.item() * config["grad_accum"])
     metrics = {"loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "steps": steps,
@@ -103,12 +122,29 @@ def train_loop(config: dict):
     out = Path(config["out"]) if not ray_mode else Path(tempfile.mkdtemp())
     if rank == 0:
         inner = getattr(model, "module", model)
+        if config["lora"]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                inner = inner.merge_and_unload()
         hf.save(inner, tok, out)
     if ray_mode:
         from ray.train import Checkpoint
 
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out) if rank == 0 else None)
     return metrics
+
+
+def with_lora(model, lora: dict):
+    """The model wrapped with trainable low-rank adapters; its own weights frozen."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ValueError("lora: needs peft: pip install 'stardag[lora]'") from None
+    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                        target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # GPT-2's Conv1D: peft sets fan_in_fan_out itself and says so
+        warnings.simplefilter("ignore", UserWarning)
+        return get_peft_model(model, config)
 
 
 class ShardTrain(Operator):
@@ -132,7 +168,8 @@ class ShardTrain(Operator):
                   "total_steps": step_budget(p.steps, p.growth, p.iteration), "ray": p.trainer == "ray"}
         ctx.log(f"{examples.height} examples, {config['total_steps']} steps from "
                 f"{'the previous model' if start is previous else 'the base model'}, "
-                f"{p.workers} {'GPU' if p.use_gpu else 'CPU'} worker(s) ({p.trainer})")
+                f"{p.workers} {'GPU' if p.use_gpu else 'CPU'} worker(s) ({p.trainer})"
+                + (f", LoRA r={p.lora.r}" if p.lora else ""))
         if p.trainer == "torch":
             metrics = train_loop(config)
         else:

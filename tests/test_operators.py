@@ -178,6 +178,28 @@ def test_shard_train_starts_from_base_by_default_or_from_previous(model_dir, tmp
         ShardTrain().run(ctx(ShardTrain, tmp_path / "four", **params), model_dir, _examples().clear())
 
 
+def test_shard_train_with_lora_trains_adapters_only_and_saves_a_merged_model(model_dir, tmp_path):
+    import numpy as np
+    from transformers import AutoModelForCausalLM
+
+    params = dict(steps=3, lr=5e-2, warmup=0, batch_size=4, trainer="torch", max_length=64,
+                  lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    c = ctx(ShardTrain, tmp_path, iteration=1, **params)
+    ShardTrain().run(c, model_dir, _examples())
+    out = c.output_dir("model")
+    # a plain model directory: no adapter files, the same tensor names as the base
+    assert not (out / "adapter_config.json").exists()
+    base, tuned = _weights(model_dir), _weights(out)
+    assert set(tuned) == set(base)
+    changed = {k for k in base if not np.array_equal(base[k], tuned[k])}
+    # the adapters sit on the attention projection only (peft's default for GPT-2): merged
+    # into it, everything else (embeddings, MLP, norms) stays as it was
+    assert changed and all("attn.c_attn" in k for k in changed), changed
+    AutoModelForCausalLM.from_pretrained(out)
+    with pytest.raises(ValueError):
+        ShardTrain.Params(lora={"r": 0})
+
+
 def test_evaluate_reports_accuracy_by_slice_and_train_data_used(model_dir):
     p = prompts(8, digits=(1, 2))
     ex = _examples().head(3).with_columns(pl.Series("id", p["id"][:3]),
