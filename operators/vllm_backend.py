@@ -1,43 +1,64 @@
 """The `vllm` backend of `sample`, `hint_rationalize` and `evaluate`: batch inference through
-Ray Data LLM (`ray.data.llm`), with tensor parallelism and several engine replicas. Needs a
-GPU and `pip install 'stardag[vllm]'`. Samples come back in prompt order, `n` per prompt,
-seeded per request so that a re-run gives the same samples."""
+Ray Data LLM (`ray.data.llm.build_processor` with a `vLLMEngineProcessorConfig`, the API of
+Ray 2.5x-2.60), with tensor parallelism and several engine replicas. Needs a GPU and
+`pip install 'stardag[vllm]'`. Samples come back in prompt order, `n` per prompt, each
+request seeded by its position, so a re-run gives the same samples."""
 
 from __future__ import annotations
 
 
-def generate(model_dir: str, prompts: list[str], p) -> list[list[tuple[str, int, int]]]:
+def require_vllm():
     try:
         import vllm  # noqa: F401
     except ImportError:
         raise ValueError("backend: vllm needs vLLM on a GPU machine: pip install 'stardag[vllm]' "
                          "(or use backend: hf)") from None
-    import ray
-    from ray.data import llm as ray_llm
 
-    config = ray_llm.vLLMEngineProcessorConfig(
+
+def processor_config(model_dir: str, p):
+    """The processor's config: the prompts are plain text (the few-shot prompt has applied
+    any chat template already), tokenized and detokenized by Ray Data's CPU stages."""
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    return vLLMEngineProcessorConfig(
         model_source=model_dir,
         engine_kwargs={"tensor_parallel_size": p.tensor_parallel_size, "dtype": p.dtype,
-                       "max_model_len": 8192, "enable_prefix_caching": True},
+                       "enable_prefix_caching": True, "seed": p.seed},
         concurrency=p.replicas, batch_size=p.batch_size,
-        apply_chat_template=False, tokenize=True, detokenize=True)
+        chat_template_stage=False, tokenize_stage=True, detokenize_stage=True)
 
-    def pre(row):
-        return {**row, "prompt": row["prompt"], "sampling_params": {
-            "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_new_tokens,
-            "stop": list(p.stop) or None, "seed": p.seed * 1_000_003 + row["_request"]}}
 
-    def post(row):
-        return {"_row": row["_row"], "_k": row["_k"], "text": row["generated_text"],
-                "prompt_tokens": len(row.get("prompt_token_ids") or []),
-                "completion_tokens": len(row.get("generated_tokens") or [])}
+def requests(prompts: list[str], p) -> list[dict]:
+    """One row per sample to draw, with its sampling params (the seed fixed per request)."""
+    params = {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_new_tokens,
+              "stop": list(p.stop) or None}
+    return [{"_row": i, "_k": k, "prompt": text,
+             "sampling_params": {**params, "seed": p.seed * 1_000_003 + i * p.n + k}}
+            for i, text in enumerate(prompts) for k in range(p.n)]
 
-    build = getattr(ray_llm, "build_processor", None) or ray_llm.build_llm_processor
-    processor = build(config, preprocess=pre, postprocess=post)
-    items = [{"_row": i, "_k": k, "_request": i * p.n + k, "prompt": text}
-             for i, text in enumerate(prompts) for k in range(p.n)]
-    rows = processor(ray.data.from_items(items)).take_all()
-    out: list[list] = [[None] * p.n for _ in prompts]
+
+def postprocess(row: dict) -> dict:
+    return {"_row": row["_row"], "_k": row["_k"], "text": row["generated_text"],
+            "prompt_tokens": int(row.get("num_input_tokens") or 0),
+            "completion_tokens": int(row.get("num_generated_tokens") or 0)}
+
+
+def collect(rows: list[dict], n_prompts: int, n: int) -> list[list[tuple[str, int, int]]]:
+    """Rows in any order back to [prompt][sample] = (text, prompt tokens, completion tokens)."""
+    out: list[list] = [[None] * n for _ in range(n_prompts)]
     for r in rows:
         out[r["_row"]][r["_k"]] = (r["text"], r["prompt_tokens"], r["completion_tokens"])
+    missing = sum(s is None for samples in out for s in samples)
+    if missing:
+        raise RuntimeError(f"vLLM returned no output for {missing} of {n_prompts * n} requests")
     return out
+
+
+def generate(model_dir: str, prompts: list[str], p) -> list[list[tuple[str, int, int]]]:
+    require_vllm()
+    import ray
+    from ray.data.llm import build_processor
+
+    processor = build_processor(processor_config(model_dir, p), postprocess=postprocess)
+    rows = processor(ray.data.from_items(requests(prompts, p))).take_all()
+    return collect(rows, len(prompts), p.n)

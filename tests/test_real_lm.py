@@ -76,3 +76,27 @@ def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path):
     ctx = Context(Sample.Params(backend="vllm"), "s", {}, DefaultResources())
     with pytest.raises(ValueError, match="backend: vllm needs vLLM"):
         Sample().run(ctx, tmp_path, pl.DataFrame({"id": ["a"], "prompt": ["x"]}))
+
+
+def test_the_vllm_backend_speaks_the_current_ray_data_llm_api():
+    """Without a GPU the engine cannot start, but the processor config must be one that this
+    Ray accepts, and requests and results must map back to [prompt][sample] in order."""
+    from operators import vllm_backend as vb
+    from operators.sample import Sample
+
+    p = Sample.Params(backend="vllm", n=2, temperature=0.7, stop=["\n"], seed=3,
+                      tensor_parallel_size=2, replicas=3, batch_size=16, dtype="bfloat16")
+    config = vb.processor_config("/models/m", p)
+    assert config.concurrency == 3 and config.batch_size == 16
+    assert config.engine_kwargs["tensor_parallel_size"] == 2
+    reqs = vb.requests(["a", "b"], p)
+    assert [(r["_row"], r["_k"], r["prompt"]) for r in reqs] == [
+        (0, 0, "a"), (0, 1, "a"), (1, 0, "b"), (1, 1, "b")]
+    assert len({r["sampling_params"]["seed"] for r in reqs}) == 4
+    assert reqs[0]["sampling_params"]["stop"] == ["\n"]
+    engine_rows = [{**r, "generated_text": f"{r['prompt']}{r['_k']}", "num_input_tokens": 1,
+                    "num_generated_tokens": 2} for r in reversed(reqs)]
+    out = vb.collect([vb.postprocess(r) for r in engine_rows], 2, 2)
+    assert out == [[("a0", 1, 2), ("a1", 1, 2)], [("b0", 1, 2), ("b1", 1, 2)]]
+    with pytest.raises(RuntimeError, match="no output for 1 of 4"):
+        vb.collect([vb.postprocess(r) for r in engine_rows[1:]], 2, 2)
