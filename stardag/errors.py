@@ -28,12 +28,24 @@ class SpecError(StardagError):
         return where + self.message
 
 
-class StageFailed(StardagError):
-    """An operator raised while running a stage; earlier stages stay cached."""
+class InputError(StardagError):
+    """Bad user input that shows only once a stage runs: a data file with a malformed row, a
+    model path that holds no model, an exemplar file of the wrong shape. Operators raise it
+    (through `stardag.operator.InputError`) with the file and line in the message; the run
+    stops with the stage's name and exit status 2, as for an invalid spec."""
 
-    def __init__(self, node: str, op: str, error: str):
-        super().__init__(f"stage '{node}' (op {op}) failed: {error}")
-        self.node, self.op, self.error = node, op, error
+    exit_code = 2
+
+
+class StageFailed(StardagError):
+    """An operator raised while running a stage; earlier stages stay cached. Exit status 1,
+    or 2 when the operator found its input invalid (an InputError)."""
+
+    def __init__(self, node: str, op: str, error: str, bad_input: bool = False):
+        what = ": invalid input" if bad_input else " failed"
+        super().__init__(f"stage '{node}' (op {op}){what}: {error}")
+        self.node, self.op, self.error, self.bad_input = node, op, error, bad_input
+        self.exit_code = 2 if bad_input else 1
 
 
 class StoreError(StardagError):

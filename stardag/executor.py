@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import CorruptArtifact, StageFailed, StardagError
+from .errors import CorruptArtifact, InputError, StageFailed, StardagError
 from .fingerprint import code_fingerprint
 from .graph import Graph, Node
 from .planner import input_hashes, node_key, stale_causes
@@ -35,7 +35,8 @@ def run_stage(payload: dict) -> dict:
     staging = None
     try:
         op = resolve(payload["target"])
-        params = op.Params.model_validate(payload["params"])
+        # validated strictly at compile time; this rebuilds them from their JSON form
+        params = op.Params.model_validate(payload["params"], strict=False)
         inputs: dict[str, Any] = {}
         for name, src in payload["inputs"].items():
             if src["kind"] == "dataset":
@@ -47,7 +48,8 @@ def run_stage(payload: dict) -> dict:
         staging = store.begin(payload["key"])
         model_outputs = {n: staging.output_dir(n) for n, p in op.outputs.items()
                          if not isinstance(p, Dataset)}
-        ctx = Context(params, payload["node"], model_outputs, payload["resources"])
+        ctx = Context(params, payload["node"], model_outputs, payload["resources"],
+                      shards=lambda name: store.shards(payload["key"], name))
         started = time.time()
         result = op().run(ctx, **inputs)
         seconds = time.time() - started
@@ -60,11 +62,17 @@ def run_stage(payload: dict) -> dict:
         manifest = {**payload["manifest"], "outputs": outputs,
                     "timings": {"started": started, "seconds": round(seconds, 4)},
                     "host": platform.node(), "libraries": _libraries()}
-        return store.publish(staging, manifest)
+        published = store.publish(staging, manifest)
+        store.drop_partial(payload["key"])
+        return published
     except CorruptArtifact as e:
         if staging:
             store.discard(staging)
         return {"error": str(e), "corrupt": e.key}
+    except InputError as e:  # the user's input is wrong: the message says where, no traceback
+        if staging:
+            store.discard(staging)
+        return {"error": str(e), "bad_input": True}
     except BaseException as e:  # the operator's failure is reported, not raised through Ray
         if staging:
             store.discard(staging)
@@ -119,7 +127,7 @@ class LocalRunner:
     def submit(self, node_id: str, payload: dict, node: Node):
         self._done.append((node_id, run_stage(payload)))
 
-    def wait(self) -> list[tuple[str, dict]]:
+    def wait(self, timeout: float | None = None) -> list[tuple[str, dict]]:
         done, self._done = self._done, []
         return done
 
@@ -128,6 +136,66 @@ class LocalRunner:
 
     def close(self):
         pass
+
+
+def ray_init_kwargs(address: str | None) -> dict[str, Any]:
+    """What `ray.init` gets: a Ray started here serves its dashboard and job server on
+    127.0.0.1 only; joining a cluster (`--address`) keeps that cluster's settings."""
+    kwargs: dict[str, Any] = dict(address=address, log_to_driver=True, logging_level="WARNING",
+                                  configure_logging=True)
+    if address is None:
+        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
+    return kwargs
+
+
+WORKER_RETRIES = 2
+POLL_S = 1.0  # how often a run waiting on another run's stage looks for its result
+
+
+class Leases:
+    """The leases this run holds on the keys it computes, renewed in the background until
+    released: another run sharing the store waits for the result instead of computing it
+    again, and takes over if this run dies (its lease expires, or on this host, its process
+    is gone)."""
+
+    def __init__(self, store: Store, ttl: float | None = None):
+        import threading
+        import uuid
+
+        self.store = store
+        self.ttl = ttl or float(os.environ.get("STARDAG_LEASE_TTL", "60"))
+        self.owner = f"{platform.node()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.held: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True, name="stardag-leases")
+        self._thread.start()
+
+    def acquire(self, key: str) -> dict | None:
+        holder = self.store.acquire_lease(key, self.owner, self.ttl)
+        if holder is None:
+            self.held.add(key)
+        return holder
+
+    def release(self, key: str):
+        if key in self.held:
+            self.held.discard(key)
+            try:
+                self.store.release_lease(key, self.owner)
+            except StardagError:
+                pass  # it expires on its own
+
+    def _renew(self):
+        while not self._stop.wait(self.ttl / 3):
+            for key in list(self.held):
+                try:
+                    self.store.renew_lease(key, self.owner, self.ttl)
+                except StardagError:
+                    pass
+
+    def close(self):
+        self._stop.set()
+        for key in list(self.held):
+            self.release(key)
 
 
 class RayRunner:
@@ -142,17 +210,16 @@ class RayRunner:
             os.environ["PYTHONPATH"] = os.pathsep.join(
                 sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
             os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-            kwargs: dict[str, Any] = dict(address=address, log_to_driver=True,
-                                          logging_level="WARNING", configure_logging=True)
-            if address is None:
-                kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
-            ray.init(**kwargs)
+            ray.init(**ray_init_kwargs(address))
         self._task = ray.remote(run_stage)
         self._inflight: dict[Any, str] = {}
 
     def submit(self, node_id: str, payload: dict, node: Node):
         r = node.resources
-        options: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus, "max_retries": 0,
+        # a worker that dies (a killed process, a lost node) is retried, and the stage
+        # resumes from its committed shards; an operator's error is a result, never retried
+        options: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus,
+                                   "max_retries": WORKER_RETRIES, "retry_exceptions": False,
                                    "name": f"stardag:{node_id}"}
         if r.memory:
             options["memory"] = r.memory
@@ -160,8 +227,8 @@ class RayRunner:
             options["resources"] = dict(r.custom)
         self._inflight[self._task.options(**options).remote(payload)] = node_id
 
-    def wait(self) -> list[tuple[str, dict]]:
-        ready, _ = self.ray.wait(list(self._inflight), num_returns=1)
+    def wait(self, timeout: float | None = None) -> list[tuple[str, dict]]:
+        ready, _ = self.ray.wait(list(self._inflight), num_returns=1, timeout=timeout)
         out = []
         for ref in ready:
             node_id = self._inflight.pop(ref)
@@ -225,14 +292,52 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
     manifests: dict[str, dict | None] = {}
     results: dict[str, NodeResult] = {}
     pending = list(selected)
+    waiting: dict[str, tuple[str, dict]] = {}  # node -> (key, input hashes): another run has it
     runner = None
+    leases: Leases | None = None
     show = Progress(progress, len(selected))
     failure: StageFailed | None = None
     retries: dict[str, int] = {}
     store.clean_tmp()
+
+    def found(node_id: str, key: str, hashes: dict, manifest: dict, how: str):
+        manifests[node_id] = manifest
+        results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
+        _write_ref(store, graph, nodes[node_id], key, hashes, manifest)
+        show.finished(node_id, how)
+
+    def launch(node_id: str, key: str, hashes: dict) -> bool:
+        """Submit the stage, unless another run holds its lease: then wait for it."""
+        nonlocal runner, leases
+        if leases is None:
+            leases = Leases(store)
+        holder = leases.acquire(key)
+        manifests[node_id] = None
+        if holder is not None:
+            if node_id not in waiting:
+                show.line(node_id, f"waiting: another run is computing it "
+                                   f"({holder.get('host')} pid {holder.get('pid')})")
+            waiting[node_id] = (key, hashes)
+            return False
+        waiting.pop(node_id, None)
+        manifest = None if node_id in force else store.manifest(key)  # published meanwhile?
+        if manifest is not None:
+            leases.release(key)
+            found(node_id, key, hashes, manifest, "cached (computed by another run)")
+            return False
+        if runner is None:
+            runner = runner_factory()
+        causes, _ = stale_causes(nodes[node_id], store.read_ref(graph.name, node_id), hashes,
+                                 node_id in force)
+        show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
+        results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
+        runner.submit(node_id, _payload(graph, store, nodes[node_id], key, hashes, manifests,
+                                        sys_path), nodes[node_id])
+        return True
+
     try:
-        while pending or (runner and runner.busy()):
-            launched = False
+        while pending or waiting or (runner and runner.busy()):
+            launched, finished_before = False, show.n
             for node_id in list(pending):
                 node = nodes[node_id]
                 if failure or any(dep not in manifests or manifests[dep] is None for dep in node.deps):
@@ -242,30 +347,33 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                 key = node_key(node, hashes)
                 manifest = None if node_id in force else store.manifest(key)
                 if manifest is not None:
-                    manifests[node_id] = manifest
-                    results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
-                    _write_ref(store, graph, node, key, hashes, manifest)
-                    show.finished(node_id, "cached")
+                    found(node_id, key, hashes, manifest, "cached")
                     continue
-                if runner is None:
-                    runner = runner_factory()
-                manifests[node_id] = None
-                causes, _ = stale_causes(node, store.read_ref(graph.name, node_id), hashes,
-                                         node_id in force)
-                show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
-                results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
-                runner.submit(node_id, _payload(graph, store, node, key, hashes, manifests,
-                                                sys_path), node)
-                launched = True
+                launched |= launch(node_id, key, hashes)
+            for node_id, (key, hashes) in list(waiting.items()):
+                if failure:
+                    waiting.clear()
+                    break
+                manifest = store.manifest(key)
+                if manifest is not None:
+                    waiting.pop(node_id)
+                    found(node_id, key, hashes, manifest, "cached (computed by another run)")
+                else:
+                    launched |= launch(node_id, key, hashes)
             if runner is None or not runner.busy():
-                if pending and not launched and not failure:
+                if waiting and not failure:
+                    time.sleep(POLL_S)
+                    continue
+                if pending and not launched and show.n == finished_before and not failure:
                     raise StardagError(f"internal: nothing runnable, pending {pending}")
                 if not pending or failure:
                     break
                 continue
-            for node_id, out in runner.wait():
+            for node_id, out in runner.wait(timeout=POLL_S if waiting else None):
                 res = results[node_id]
                 res.seconds = time.monotonic() - res.seconds
+                if leases is not None:
+                    leases.release(res.key)
                 if "error" in out:
                     if out.get("corrupt") and retries.get(node_id, 0) < 2:
                         # an input was corrupt: it is quarantined now; recompute it, then us
@@ -284,7 +392,8 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                     if out.get("traceback") and progress:
                         print(out["traceback"], file=sys.stderr)
                     show.finished(node_id, f"FAILED after {res.seconds:.1f}s")
-                    failure = failure or StageFailed(node_id, nodes[node_id].op_ref, out["error"])
+                    failure = failure or StageFailed(node_id, nodes[node_id].op_ref, out["error"],
+                                                     bad_input=bool(out.get("bad_input")))
                     continue
                 manifests[node_id] = out
                 res.status, res.manifest = "computed", out
@@ -294,6 +403,8 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                 show.finished(node_id, f"done in {res.seconds:.1f}s"
                               + (f" ({', '.join(rows)})" if rows else ""))
     finally:
+        if leases is not None:
+            leases.close()
         if runner is not None:
             runner.close()
         if runner is not None or failure:

@@ -20,15 +20,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, get_args
+from typing import Annotated, Any, Callable, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import InputError
+
+__all__ = ["Context", "Dataset", "DefaultResources", "FilePath", "InputError", "Model",
+           "Operator", "Params", "file_params", "logical_type"]
+
 
 class Params(BaseModel):
-    """Base of every operator's params: frozen, and unknown keys are errors."""
+    """Base of every operator's params: frozen, unknown keys are errors, and values are
+    taken as the spec's YAML types them (strict): `true` is no integer, `"3"` no number,
+    `3.0` no integer; an integer is accepted where a float is declared."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class _File:
@@ -103,6 +110,14 @@ class DefaultResources:
     custom: dict[str, float] = field(default_factory=dict)
 
 
+class _NoShards:
+    def get(self, i: int):
+        return None
+
+    def put(self, i: int, table):
+        pass
+
+
 class Context:
     """What an operator gets besides its inputs: validated params, where to write directory
     outputs, the stage's name (for messages), its resources, and a way to report progress.
@@ -110,12 +125,22 @@ class Context:
     loop's iteration reaches an operator only as its `iteration` param."""
 
     def __init__(self, params: Params, stage: str, output_dirs: dict[str, Path],
-                 resources: DefaultResources):
+                 resources: DefaultResources, shards: Callable[[str], Any] | None = None):
         self.params = params
         self.stage = stage
         self.resources = resources
         self._output_dirs = output_dirs
+        self._shards = shards
         self._last_report = 0.0
+
+    def shards(self, name: str = "part"):
+        """A log of this stage's committed shards (`get(i)` -> Arrow table or None,
+        `put(i, table)`), kept in the store under the stage's key until its output is
+        published: a stage killed in the middle computes, when run again, only the shards
+        it had not committed. Shard i must depend on nothing but the inputs and params (so a
+        resumed run's output is the uninterrupted run's). Outside the engine it keeps
+        nothing."""
+        return self._shards(name) if self._shards else _NoShards()
 
     def output_dir(self, name: str) -> Path:
         """The empty directory to write the model output `name` into."""
@@ -141,6 +166,10 @@ class Operator:
     `run(ctx, **inputs)`. Dataset inputs arrive as polars DataFrames, model inputs as local
     directory Paths. Return a DataFrame/Arrow table for a single dataset output, or a dict of
     them by output name; model outputs are written into `ctx.output_dir(name)`.
+
+    Raise `InputError` for input the user has to fix (a malformed row of a data file, a
+    model path holding no model), naming the file and line: the run stops with the stage's
+    name and exit status 2, as for an invalid spec, and no traceback.
 
     Module-level imports of an operator's module must stay light (no torch, transformers or
     ray): the engine imports operators to plan, and a fully cached run must not pay for them.

@@ -1,10 +1,14 @@
 """The artifact store: content-checked artifacts under a root reached through `pyarrow.fs`.
 
     <root>/objects/<key[:2]>/<key>/manifest.json     written last; an artifact without it
-    <root>/objects/<key[:2]>/<key>/<output>/...      does not exist
+    <root>/objects/<key[:2]>/<key>/<output>/...      does not exist (on an object store the
+                                                     files sit under data-<nonce>/, named by
+                                                     the manifest: see _publish_remote)
     <root>/tmp/<key>.<host>.<pid>.<rand>/            staging: renamed into objects/ whole
     <root>/refs/<spec>/<node>.json                   what each stage last resolved to
     <root>/quarantine/                               corrupt artifacts, kept for a look
+    <root>/leases/<key>.json                         who is computing a key, until when
+    <root>/partial/<key>/                            shards a running stage has committed
 
 Datasets are Parquet files, models are directories of files (safetensors, config,
 tokenizer). Every file's size and xxh3 are in the manifest and checked when read. No pickle.
@@ -65,6 +69,61 @@ class Staging:
         return d
 
 
+_LEASE_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
+
+
+class ShardLog:
+    """The committed shards of a stage that is running: a stage killed in the middle finds
+    them when it runs again and computes only the others. Each shard is a Parquet file
+    written whole (a temporary file renamed, or one object put) with page checksums; a shard
+    that does not read back whole counts as absent."""
+
+    def __init__(self, store: "Store", base: str, name: str):
+        self.store, self.base, self.name = store, base, name
+
+    def _path(self, i: int) -> str:
+        return f"{self.base}/{self.name}-{i:06d}.parquet"
+
+    def get(self, i: int):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self._path(i)
+        try:
+            if self.store.local is not None:
+                if not os.path.exists(path):
+                    return None
+                return pq.read_table(path, page_checksum_verification=True)
+            with self.store.fs.open_input_stream(path) as f:
+                data = f.read()
+            return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+        except FileNotFoundError:
+            return None
+        except Exception:  # truncated or damaged: recompute that shard
+            return None
+
+    def put(self, i: int, table):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, compression="zstd", write_page_checksum=True)
+        data = buf.getvalue().to_pybytes()
+        path = self._path(i)
+        try:
+            if self.store.local is not None:
+                os.makedirs(self.base, exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            else:
+                with self.store.fs.open_output_stream(path) as f:
+                    f.write(data)
+        except OSError as e:
+            raise _oserror("commit a shard", e) from None
+
+
 class Store:
     def __init__(self, uri: str | os.PathLike):
         self.uri = str(uri)
@@ -84,6 +143,15 @@ class Store:
         if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
             raise StoreError(f"not an artifact key: {key!r}")
         return f"{self.root}/objects/{key[:2]}/{key}"
+
+    def _files(self, key: str, m: dict) -> str:
+        """Where the files of artifact `key` (manifest `m`) are."""
+        data = m.get("data")
+        if data is None:
+            return self._obj(key)
+        if not (isinstance(data, str) and data.startswith("data-") and data[5:].isalnum()):
+            raise CorruptArtifact(key, f"manifest names a bad data directory {data!r}")
+        return f"{self._obj(key)}/{data}"
 
     def _named(self, kind: str, *parts: str) -> str:
         """`<root>/<kind>/<part>/.../<last>.json` for names that cannot leave the root."""
@@ -132,7 +200,7 @@ class Store:
         if m.get("format") != FORMAT_VERSION:
             raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
         files = m["files"]
-        base = self._obj(key)
+        base = self._files(key, m)
         for rel, meta in files.items():
             size = self._size(f"{base}/{rel}")
             if size is None:
@@ -157,7 +225,7 @@ class Store:
         """Check every file's checksum (of files under `prefix` only, if given)."""
         from .content_hash import file_hash, xxhash
 
-        base = self._obj(key)
+        base = self._files(key, m)
         for rel, meta in m["files"].items():
             if not rel.startswith(prefix):
                 continue
@@ -181,7 +249,7 @@ class Store:
         parts = sorted(rel for rel in m["files"] if rel.startswith(output + "/"))
         tables = []
         for rel in parts:
-            with self.fs.open_input_stream(f"{self._obj(key)}/{rel}") as f:
+            with self.fs.open_input_stream(f"{self._files(key, m)}/{rel}") as f:
                 data = f.read()
             if xxhash.xxh3_128(data).hexdigest() != m["files"][rel]["xxh3"]:
                 self.quarantine(key, f"file {rel} does not match its checksum")
@@ -211,7 +279,7 @@ class Store:
             import pyarrow.fs as pafs
 
             tmp = cache / f"{key}.{uuid.uuid4().hex[:8]}"
-            pafs.copy_files(f"{self._obj(key)}/{output}", str(tmp / output),
+            pafs.copy_files(f"{self._files(key, m)}/{output}", str(tmp / output),
                             source_filesystem=self.fs,
                             destination_filesystem=pafs.LocalFileSystem())
             (tmp / output / ".complete").touch()
@@ -272,6 +340,8 @@ class Store:
                                                                  "xxh3": file_hash(p)}
         manifest = {**manifest, "format": FORMAT_VERSION, "key": staging.key, "files": files,
                     "created": time.time()}
+        if self.local is None:
+            manifest["data"] = f"data-{uuid.uuid4().hex}"
         final = self._obj(staging.key)
         try:
             (staging.path / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -295,14 +365,18 @@ class Store:
         return manifest
 
     def _publish_remote(self, staging: Staging, final: str, files: dict):
-        # Object stores have no directory rename: data first, the manifest last, so the
-        # artifact exists only once it is whole.
+        # Object stores have no directory rename, but a single object appears whole or not at
+        # all. The files go under a directory of this publish's own (data-<nonce>), the
+        # manifest naming it goes last: the artifact exists only once it is whole, and two
+        # runs publishing the same key at once each write a complete set of files; whichever
+        # manifest lands last names its own, so the artifact is valid either way.
         if self.manifest(staging.key) is not None:
             self.discard(staging)
             return
+        data = json.loads((staging.path / MANIFEST).read_text())["data"]
         for rel in files:
             with open(staging.path / rel, "rb") as src, \
-                    self.fs.open_output_stream(f"{final}/{rel}") as dst:
+                    self.fs.open_output_stream(f"{final}/{data}/{rel}") as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
         with open(staging.path / MANIFEST, "rb") as src, \
                 self.fs.open_output_stream(f"{final}/{MANIFEST}") as dst:
@@ -323,8 +397,90 @@ class Store:
         try:
             self.fs.create_dir(f"{self.root}/quarantine", recursive=True)
             self.fs.move(src, dest)
-        except OSError:
+        except Exception:  # object stores cannot move a directory: drop it instead
             self.fs.delete_dir(src)
+
+    # --- leases: who computes a key, so that two runs sharing a store do it once ---------
+    def _lease_path(self, key: str) -> str:
+        self._obj(key)  # checks the key
+        return f"{self.root}/leases/{key}.json"
+
+    def acquire_lease(self, key: str, owner: str, ttl: float) -> dict | None:
+        """Take the lease on computing `key` for `ttl` seconds. None if taken (or renewed),
+        else the live lease of whoever holds it. A lease that expired, or whose holder is a
+        dead process on this host, is taken over: a crash never leaves a lock behind."""
+        path = self._lease_path(key)
+        mine = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+                "expires": time.time() + ttl}
+        if self.local is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise _oserror("take a lease", e) from None
+            else:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(mine, f)
+                return None
+        held = self._read_json(path)
+        if held and not held.get("__unreadable__") and held.get("owner") != owner \
+                and not self._lease_dead(held):
+            return held
+        # free, expired or dead: write ours, let a concurrent taker's write land, read back
+        self._write_json(path, mine, "take a lease")
+        time.sleep(_LEASE_SETTLE)
+        now = self._read_json(path)
+        if now and now.get("owner") == owner:
+            return None
+        return now or held
+
+    def _lease_dead(self, lease: dict) -> bool:
+        if lease.get("expires", 0) < time.time():
+            return True
+        if lease.get("host") == socket.gethostname() and isinstance(lease.get("pid"), int):
+            try:
+                os.kill(lease["pid"], 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return False
+
+    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Push the lease's expiry on; False if someone else holds it now."""
+        path = self._lease_path(key)
+        held = self._read_json(path)
+        if held and held.get("owner") not in (None, owner) and not self._lease_dead(held):
+            return False
+        self._write_json(path, {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+                                "expires": time.time() + ttl}, "renew a lease")
+        return True
+
+    def release_lease(self, key: str, owner: str):
+        path = self._lease_path(key)
+        held = self._read_json(path)
+        if held and held.get("owner") == owner:
+            try:
+                self.fs.delete_file(path)
+            except OSError:
+                pass
+
+    # --- partial results of a running stage, kept across a crash -------------------------
+    def shards(self, key: str, name: str) -> "ShardLog":
+        return ShardLog(self, f"{self._obj(key).replace('/objects/', '/partial/', 1)}", name)
+
+    def drop_partial(self, key: str):
+        """Forget the shards of `key` (its artifact is published)."""
+        path = self._obj(key).replace("/objects/", "/partial/", 1)
+        if self.local is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        try:
+            self.fs.delete_dir(path)
+        except OSError:
+            pass
 
     # --- refs: what each stage of a spec last resolved to (for stale causes) ------------
     def read_ref(self, spec: str, node: str) -> dict | None:
