@@ -182,35 +182,54 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
 
 
 def _content(path: Path) -> str:
-    """xxh3 of a file, or of a directory's files (sorted relative paths and contents)."""
+    """xxh3 of a file; of a directory, xxh3 over its sorted relative paths and each file's
+    xxh3 (as a model artifact's content hash), so that which bytes lie in which file counts."""
     import xxhash
 
-    h = xxhash.xxh3_128()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(f.relative_to(path).as_posix().encode() + b"\0" if f != path else b"")
+    def file_xxh3(f: Path) -> str:
+        h = xxhash.xxh3_128()
         with open(f, "rb") as fh:
             while block := fh.read(1 << 24):
                 h.update(block)
+        return h.hexdigest()
+
+    if path.is_file():
+        return file_xxh3(path)
+    h = xxhash.xxh3_128()
+    files = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + file_xxh3(files[rel]).encode() + b"\0")
     return h.hexdigest()
 
 
 def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
-    """Resolve FilePath params beside the spec; the key sees their content, not their path."""
+    """Resolve FilePath params (single paths or lists of them) beside the spec; the key sees
+    their content, not their path."""
     names = file_params(op.Params)
     if not names:
         return params_json, params_json
     resolved, keyed = dict(params_json), dict(params_json)
-    for field_name in names:
-        value = params_json.get(field_name)
-        if value is None:
-            continue
+
+    def find(field_name: str, value, where) -> Path:
         file = Path(value) if Path(value).is_absolute() else loaded.path.parent / value
         if not file.exists():
             raise loaded.error(f"param {field_name!r}: file not found: {value} (looked at {file})",
-                               path + ("params", field_name), name)
-        resolved[field_name] = str(file)
-        keyed[field_name] = {"file": file.name, "xxh3": _content(file)}
+                               where, name)
+        return file
+
+    for field_name in names:
+        value = params_json.get(field_name)
+        where = path + ("params", field_name)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            files = [find(field_name, v, where + (i,)) for i, v in enumerate(value)]
+            resolved[field_name] = [str(f) for f in files]
+            keyed[field_name] = [{"file": f.name, "xxh3": _content(f)} for f in files]
+        else:
+            file = find(field_name, value, where)
+            resolved[field_name] = str(file)
+            keyed[field_name] = {"file": file.name, "xxh3": _content(file)}
     return resolved, keyed
 
 

@@ -72,13 +72,33 @@ def stale_causes(node: Node, ref: dict | None, hashes: dict[str, str | None],
         causes.append("params")
         for k in sorted(set(old) | set(new)):
             if old.get(k) != new.get(k):
-                details.append(f"{k}: {old.get(k, '(unset)')!r:.40} -> {new.get(k, '(unset)')!r:.40}")
+                details.append(_param_change(k, old.get(k, "(unset)"), new.get(k, "(unset)")))
     changed = [k for k, h in hashes.items() if h is None or ref.get("inputs", {}).get(k) != h]
     if changed or set(ref.get("inputs", {})) != set(hashes):
         causes.append("inputs")
         details.extend(f"input {k}: {node.inputs[k][0]} re-runs" if hashes[k] is None
                        else f"input {k}: {node.inputs[k][0]} produced other data" for k in changed)
     return causes, details
+
+
+def _param_change(name: str, old, new) -> str:
+    """One line for a changed param; a file param (keyed by content) names the files."""
+    old_files, new_files = _files_of(old), _files_of(new)
+    if old_files is not None and new_files is not None:
+        names = [f.get("file") for f in new_files]
+        if [f.get("file") for f in old_files] == names:
+            changed = [f.get("file") for f, g in zip(old_files, new_files) if f != g]
+            return f"{name}: content of {', '.join(changed)} changed"
+        return f"{name}: files {', '.join(f.get('file') for f in old_files)} -> {', '.join(names)}"
+    return f"{name}: {old!r:.40} -> {new!r:.40}"
+
+
+def _files_of(value) -> list[dict] | None:
+    """The files of a FilePath param's key value ({file, xxh3} or a list of them)."""
+    items = value if isinstance(value, list) else [value]
+    if items and all(isinstance(i, dict) and set(i) == {"file", "xxh3"} for i in items):
+        return items
+    return None
 
 
 def make_plan(graph: Graph, store: Store, force: set[str] = frozenset(),
