@@ -23,9 +23,10 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import CorruptArtifact, StoreError
 from .fingerprint import FORMAT_VERSION
@@ -78,7 +79,7 @@ class ShardLog:
     written whole (a temporary file renamed, or one object put) with page checksums; a shard
     that does not read back whole counts as absent."""
 
-    def __init__(self, store: "Store", base: str, name: str):
+    def __init__(self, store: Store, base: str, name: str):
         self.store, self.base, self.name = store, base, name
 
     def _path(self, i: int) -> str:
@@ -279,6 +280,7 @@ class Store:
             import pyarrow.fs as pafs
 
             tmp = cache / f"{key}.{uuid.uuid4().hex[:8]}"
+            (tmp / output).mkdir(parents=True)
             pafs.copy_files(f"{self._files(key, m)}/{output}", str(tmp / output),
                             source_filesystem=self.fs,
                             destination_filesystem=pafs.LocalFileSystem())
@@ -468,7 +470,7 @@ class Store:
                 pass
 
     # --- partial results of a running stage, kept across a crash -------------------------
-    def shards(self, key: str, name: str) -> "ShardLog":
+    def shards(self, key: str, name: str) -> ShardLog:
         return ShardLog(self, f"{self._obj(key).replace('/objects/', '/partial/', 1)}", name)
 
     def drop_partial(self, key: str):
