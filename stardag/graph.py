@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import graphlib
 import importlib
+import json
 import math
 import pkgutil
 import re
@@ -237,19 +238,35 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
     raw = dict(st.params)
     if iteration is not None and "iteration" in op.Params.model_fields:
         raw["iteration"] = iteration
+    odd = _not_json(raw)
+    if odd is not None:
+        at, value = odd
+        raise loaded.error(f"param {'.'.join(at)!r}: {value!r} is a YAML {type(value).__name__}, "
+                           "not a number, string, boolean, list or mapping (quote it to give "
+                           "a string)", path + ("params",) + at, name)
     try:
-        params = op.Params.model_validate(raw)
+        # as JSON, strictly: types as the YAML gave them (`true` is no integer), integers
+        # accepted for floats, and a mapping's keys (always strings in a spec) read as declared
+        params = op.Params.model_validate_json(json.dumps(raw))
     except ValidationError as e:
         err = e.errors()[0]
-        loc = tuple(str(x) for x in err["loc"])
+        loc = tuple(str(x) for x in err["loc"] if x != "[key]")
+        field_name = ".".join(loc)
         if err["type"] == "extra_forbidden":
-            known = [k for k in op.Params.model_fields if k != "iteration" or iteration is None]
-            hint = _close(loc[0], known) or f" (its params: {', '.join(known) or 'none'})"
-            msg = f"unknown param {loc[0]!r} for operator {st.op!r}{hint}"
+            if len(loc) == 1:
+                known = [k for k in op.Params.model_fields if k != "iteration" or iteration is None]
+                hint = _close(loc[0], known) or f" (its params: {', '.join(known) or 'none'})"
+                msg = f"unknown param {loc[0]!r} for operator {st.op!r}{hint}"
+            else:
+                msg = f"param {'.'.join(loc[:-1])!r} has no key {loc[-1]!r}"
         elif err["type"] == "missing":
-            msg = f"missing param {'.'.join(loc)!r} for operator {st.op!r}"
+            msg = f"missing param {field_name!r} for operator {st.op!r}"
         else:
-            msg = f"param {'.'.join(loc)!r}: {err['msg']} (got {err.get('input')!r:.60})"
+            what = "params" if not loc else (
+                f"key {loc[-1]!r} of param {'.'.join(loc[:-1])!r}" if "[key]" in err["loc"]
+                else f"param {field_name!r}")
+            msg = (f"{what}: {err['msg'].removeprefix('Value error, ')}"
+                   + ("" if err["type"] == "value_error" else f" (got {err.get('input')!r:.60})"))
         raise loaded.error(msg, path + ("params",) + loc, name) from None
     dumped = params.model_dump(mode="json")
     bad = _non_finite(dumped)
@@ -263,6 +280,24 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
     except (UnhashableParam, ValueError, TypeError) as e:
         raise loaded.error(f"params cannot be hashed: {e}", path + ("params",), name) from None
     return params
+
+
+def _not_json(obj: Any, at: tuple = ()) -> tuple[tuple, Any] | None:
+    """The key path and value of the first value JSON has no type for (a YAML date,
+    timestamp or binary), or None."""
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list):
+        items = enumerate(obj)
+    elif obj is None or isinstance(obj, (str, int, float)):
+        return None
+    else:
+        return at, obj
+    for k, v in items:
+        found = _not_json(v, at + (str(k),))
+        if found:
+            return found
+    return None
 
 
 def _non_finite(obj: Any, at: tuple = ()) -> tuple[tuple, float] | None:

@@ -21,7 +21,9 @@ STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: a value must have the type declared (`iterations: true` is no integer); an
+    # integer is accepted where a float is
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class Resources(_Frozen):
@@ -101,6 +103,17 @@ class LoadedSpec:
 
 # --- YAML with line numbers -------------------------------------------------------------
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading exponent floats as YAML 1.2 does: `1e-3`, `2E5` and `1.5e3`
+    are numbers (YAML 1.1 wants a dot and a signed exponent, and would read strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def _load_yaml(path: Path) -> tuple[Any, Origins]:
     try:
         text = path.read_text()
@@ -113,7 +126,7 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
         raise SpecError(f"spec is not UTF-8 text (byte {e.object[e.start]:#04x})", str(path),
                         line) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
@@ -127,7 +140,7 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
     if node is None:
         raise SpecError("spec is empty", str(path))
     origins: Origins = {}
-    constructor = yaml.SafeLoader("")
+    constructor = _Loader("")
     open_nodes: set[int] = set()  # collections being built: an alias to one is a loop
     plain = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
@@ -253,7 +266,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     if any(not p for p in parts):
         raise SpecError(f"override key {key!r} has an empty part", "--set")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.load(value, Loader=_Loader) if value.strip() else ""
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"override {text!r}: value is not valid YAML ({problem})", "--set") from None
