@@ -5,6 +5,8 @@ into the question text, '(A) ignore (B) enforce ...', as the paper's prompts do,
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from stardag.operator import Dataset, FilePath, Operator, Params
 
 from .arithmetic import PROBLEMS
@@ -41,8 +43,15 @@ class CommonsenseQA(Operator):
         path: FilePath | None = None
         hf_dataset: str | None = None   # e.g. "tau/commonsense_qa"
         seed: int = 0
-        train_size: int | None = None
-        heldout_size: int = 200
+        train_size: int | None = Field(None, ge=1)
+        heldout_size: int = Field(200, ge=1)
+
+        @model_validator(mode="after")
+        def _one_source(self):
+            if (self.path is None) == (self.hf_dataset is None):
+                raise ValueError("give exactly one of `path` (a JSON Lines file) and "
+                                 "`hf_dataset`")
+            return self
 
     def run(self, ctx):
         from .datafiles import frames, load_problems, split

@@ -7,17 +7,25 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from stardag.operator import InputError
 
-class DataError(ValueError):
-    pass
+
+class DataError(InputError, ValueError):
+    """A data file the user must fix: the message names the file and the line."""
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a JSON Lines file")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x})") from None
             if not line.strip():
                 continue
             try:

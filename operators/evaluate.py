@@ -12,6 +12,7 @@ from stardag.operator import Dataset, DefaultResources, Model, Operator
 from .dedupe import EXAMPLES
 from .fewshot_prompt import PROMPTS
 from .sample import SampleParams, sample_table
+from .tasks import TaskName
 from .verify import VERIFIED, verify_table
 
 METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
@@ -26,7 +27,7 @@ class Evaluate(Operator):
     resources = DefaultResources(cpus=1)
 
     class Params(SampleParams):
-        task: str = "arithmetic"
+        task: TaskName = "arithmetic"
         mode: Literal["answer", "steps"] = "answer"
         slice_field: str | None = None
 

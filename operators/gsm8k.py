@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from stardag.operator import Dataset, FilePath, Operator, Params
 
 from .arithmetic import PROBLEMS
@@ -33,8 +35,15 @@ class GSM8K(Operator):
         path: FilePath | None = None
         hf_dataset: str | None = None   # e.g. "openai/gsm8k" (needs `datasets` and a network)
         seed: int = 0
-        train_size: int | None = None
-        heldout_size: int = 200
+        train_size: int | None = Field(None, ge=1)
+        heldout_size: int = Field(200, ge=1)
+
+        @model_validator(mode="after")
+        def _one_source(self):
+            if (self.path is None) == (self.hf_dataset is None):
+                raise ValueError("give exactly one of `path` (a JSON Lines file) and "
+                                 "`hf_dataset`")
+            return self
 
     def run(self, ctx):
         from .datafiles import frames, load_problems, split

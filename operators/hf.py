@@ -28,15 +28,34 @@ def set_threads(cpus: float | None):
     torch.set_num_threads(n)
 
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+def require_safetensors(path: str | Path):
+    """Refuse a model directory without safetensors weights: the other formats (PyTorch
+    `.bin`, `.pt`) are pickles, which can run code when loaded."""
+    from stardag.operator import InputError
+
+    path = Path(path)
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in path.glob(pattern))
+        found = f" (it has {', '.join(pickles[:3])}: pickle files, never loaded)" if pickles else ""
+        raise InputError(f"{path}: no safetensors weights{found}; convert the model with "
+                         "save_pretrained(..., safe_serialization=True)")
+
+
 @lru_cache(maxsize=2)
 def load(path: str, dtype: str = "float32", device: str = "cpu"):
-    """(model, tokenizer) from a model directory, loaded once per process. No remote code."""
+    """(model, tokenizer) from a model directory, loaded once per process. No remote code,
+    safetensors weights only."""
+    require_safetensors(path)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet()
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
+                                                 use_safetensors=True)
     model.to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -46,11 +65,17 @@ def load(path: str, dtype: str = "float32", device: str = "cpu"):
 def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
              top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
              batch_size: int = 64, seed: int = 0,
-             progress: Callable[..., None] | None = None) -> list[list[tuple[str, int, int]]]:
+             progress: Callable[..., None] | None = None, shards=None, shard_batches: int = 0,
+             log: Callable[[str], None] | None = None) -> list[list[tuple[str, int, int]]]:
     """For each prompt, `n` samples as (completion, prompt tokens, completion tokens).
     Batched with left padding and the KV cache; prompts are sorted by length so that a
     batch needs little padding. Greedy when temperature is 0; otherwise each batch is seeded
-    from `seed` and its position, so a re-run gives the same samples."""
+    from `seed` and its position, so a re-run gives the same samples.
+
+    With `shards` (a shard log: get/put of Arrow tables), every `shard_batches` batches are
+    committed as one shard, and shards already committed are read back instead of
+    generated: a killed run resumes where it stopped, with the same result."""
+    import pyarrow as pa
     import torch
 
     tok.padding_side = "left"
@@ -61,9 +86,28 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
     kwargs = dict(do_sample=False)
     if temperature > 0:
         kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    starts = list(range(0, len(jobs), batch_size))
+    per_shard = shard_batches if shards is not None and shard_batches > 0 else len(starts) or 1
+    shard_of = {b: b // per_shard for b in range(len(starts))}
+    resumed: set[int] = set()
+    if shards is not None:
+        for si in sorted(set(shard_of.values())):
+            table = shards.get(si)
+            if table is None or set(table.column_names) != {"i", "k", "text", "pt", "ct"}:
+                continue
+            resumed.add(si)
+            for i, k, text, pl_, cl in zip(*(table.column(c).to_pylist()
+                                             for c in ("i", "k", "text", "pt", "ct"))):
+                out[i][k] = (text, pl_, cl)
+        if resumed and log:
+            log(f"resumed {len(resumed)} of {len(set(shard_of.values()))} shards committed "
+                "by an interrupted run")
+    shard_rows: list[tuple] = []
     with torch.inference_mode():
-        for b, s in enumerate(range(0, len(jobs), batch_size)):
+        for b, s in enumerate(starts):
             batch = jobs[s:s + batch_size]
+            if shard_of[b] in resumed:
+                continue
             enc = tok([prompts[i] for i, _ in batch], return_tensors="pt", padding=True,
                       add_special_tokens=False).to(model.device)
             if temperature > 0:
@@ -78,7 +122,12 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
             prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
             for (i, k), text, pl_, cl in zip(batch, texts, prompt_lengths, lengths):
                 out[i][k] = (truncate(text, stop), int(pl_), int(cl))
+                shard_rows.append((i, k, *out[i][k]))
                 done_tokens += cl
+            if shards is not None and (b + 1 == len(starts) or shard_of[b + 1] != shard_of[b]):
+                shards.put(shard_of[b], pa.table(dict(zip(("i", "k", "text", "pt", "ct"),
+                                                          map(list, zip(*shard_rows))))))
+                shard_rows = []
             if progress:
                 elapsed = time.monotonic() - t0
                 progress(min(s + batch_size, len(jobs)), len(jobs), "samples",

@@ -1,13 +1,38 @@
 """A pretrained causal LM brought into the store as safetensors: a local Hugging Face model
 directory, a `.gguf` file (dequantized by transformers once, so later stages load
 safetensors in a fraction of a second), or a hub id when online. No remote code unless the
-spec asks for it."""
+spec asks for it, and weights are read from safetensors or GGUF only, never from pickles
+(PyTorch `.bin` files)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from stardag.operator import DefaultResources, FilePath, Model, Operator, Params
+from pydantic import model_validator
+
+from stardag.operator import DefaultResources, FilePath, InputError, Model, Operator, Params
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_model_path(src: Path):
+    """A `path` must be a GGUF file or a Hugging Face model directory with safetensors
+    weights: anything else is the user's to fix (InputError), found before loading."""
+    if src.is_dir():
+        from .hf import require_safetensors
+
+        if not (src / "config.json").is_file():
+            raise InputError(f"{src}: not a Hugging Face model directory (no config.json)")
+        require_safetensors(src)
+    elif src.suffix == ".gguf":
+        with open(src, "rb") as f:
+            head = f.read(4)
+        if head != GGUF_MAGIC:
+            raise InputError(f"{src}: not a GGUF file (it starts with {head!r}, not "
+                             f"{GGUF_MAGIC!r})")
+    else:
+        raise InputError(f"{src}: a model `path` is a model directory or a .gguf file")
 
 
 class HFModel(Operator):
@@ -22,18 +47,24 @@ class HFModel(Operator):
         dtype: Literal["float32", "bfloat16", "float16"] = "float32"
         trust_remote_code: bool = False
 
+        @model_validator(mode="after")
+        def _one_source(self):
+            if (self.path is None) == (self.hub_id is None):
+                raise ValueError("give exactly one of `path` (a model directory or a .gguf "
+                                 "file) and `hub_id`")
+            return self
+
     def run(self, ctx):
-        from pathlib import Path
+        from . import hf
+
+        p = ctx.params
+        if p.path is not None:
+            check_model_path(Path(p.path))  # before torch is imported: a bad path fails fast
 
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from . import hf
-
         hf.quiet()
-        p = ctx.params
-        if (p.path is None) == (p.hub_id is None):
-            raise ValueError("give exactly one of `path` (directory or .gguf file) and `hub_id`")
         kwargs = {"dtype": getattr(torch, p.dtype), "trust_remote_code": p.trust_remote_code}
         if p.path is not None:
             src = Path(p.path)
@@ -45,9 +76,9 @@ class HFModel(Operator):
                                      "pip install 'stardag[gguf]'") from None
                 where, kwargs["gguf_file"] = str(src.parent), src.name
             else:
-                where = str(src)
+                where, kwargs["use_safetensors"] = str(src), True
         else:
-            where, kwargs["revision"] = p.hub_id, p.revision
+            where, kwargs["revision"], kwargs["use_safetensors"] = p.hub_id, p.revision, True
         ctx.log(f"loading {where}{' / ' + kwargs['gguf_file'] if 'gguf_file' in kwargs else ''}")
         tok_kwargs = {k: v for k, v in kwargs.items() if k in ("gguf_file", "revision", "trust_remote_code")}
         tok = AutoTokenizer.from_pretrained(where, **tok_kwargs)

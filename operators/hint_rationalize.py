@@ -11,6 +11,7 @@ from stardag.operator import Dataset, DefaultResources, Model, Operator
 
 from .fewshot_prompt import PROMPTS
 from .sample import SampleParams, sample_table
+from .tasks import TaskName
 from .verify import VERIFIED, verify_table
 
 
@@ -21,7 +22,7 @@ class HintRationalize(Operator):
     resources = DefaultResources(cpus=1)
 
     class Params(SampleParams):
-        task: str = "arithmetic"
+        task: TaskName = "arithmetic"
         mode: Literal["answer", "steps"] = "answer"
 
     def run(self, ctx, model, prompts, verified):
@@ -33,7 +34,7 @@ class HintRationalize(Operator):
         ctx.log(f"{failed.height} of {prompts.height} problems unsolved: rationalizing with hints")
         if failed.height == 0:
             return verified.clear().with_columns(pl.lit(True).alias("rationalized"))
-        hinted = sample_table(ctx, model, failed, p, "hint_prompt")
+        hinted = sample_table(ctx, model, failed, p, "hint_prompt", shards="hinted")
         checked = verify_table(hinted, p.task, p.mode).filter(pl.col("correct"))
         # the hint is removed: the training example is the plain prompt + the rationale
         # sample_table kept the problem's plain `prompt` column beside the hinted one it used

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
+
+from pydantic import AfterValidator
 
 from . import arith
 
@@ -30,6 +32,15 @@ def get(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
     return TASKS[name]
+
+
+def _known(name: str) -> str:
+    get(name)
+    return name
+
+
+# a param naming a task: an unknown name is a spec error, found when the spec compiles
+TaskName = Annotated[str, AfterValidator(_known)]
 
 
 def _digits(answer: str) -> str:

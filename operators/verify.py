@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from stardag.operator import Dataset, Operator, Params
+from stardag.operator import Dataset, InputError, Operator, Params
 
 from .sample import SAMPLES
+from .tasks import TaskName
 
 VERIFIED = {**SAMPLES, "question": "string", "answer": "string", "pred": "string",
             "correct": "bool"}
@@ -20,7 +21,7 @@ def verify_table(samples, task_name: str, mode: str):
 
     task = get(task_name)
     if mode == "steps" and task.check_steps is None:
-        raise ValueError(f"task {task_name!r} has no step checker; use mode: answer")
+        raise InputError(f"task {task_name!r} has no step checker; use mode: answer")
     preds, correct = [], []
     for row in samples.select("question", "answer", "completion").iter_rows(named=True):
         pred = task.parse(row["completion"], row["question"])
@@ -39,7 +40,7 @@ class Verify(Operator):
     outputs = {"verified": Dataset(VERIFIED, passthrough="samples")}
 
     class Params(Params):
-        task: str = "arithmetic"
+        task: TaskName = "arithmetic"
         mode: Literal["answer", "steps"] = "answer"
 
     def run(self, ctx, samples):
