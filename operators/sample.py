@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
 
 SAMPLES = {"id": "string", "prompt": "string", "completion": "string", "sample_index": "int64",
@@ -23,17 +25,21 @@ class SampleParams(Params):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     tensor_parallel_size: int = 1
     replicas: int = 1
+    # samples per committed shard (rounded to whole batches): a killed run resumes from the
+    # last shard it committed
+    shard_size: int = Field(1024, gt=0)
 
 
-def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str):
-    """`prompts` with one row per sample: completion, sample_index and token counts."""
+def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str, shards: str = "samples"):
+    """`prompts` with one row per sample: completion, sample_index and token counts. The
+    samples are committed in shards as they are made (see `Context.shards`)."""
     import polars as pl
 
     texts = prompts[prompt_column].to_list()
     if p.backend == "vllm":
         from .vllm_backend import generate as vllm_generate
 
-        results = vllm_generate(str(model), texts, p)
+        results = vllm_generate(str(model), texts, p, shards=ctx.shards(shards), log=ctx.log)
     else:
         from . import hf
 
@@ -42,7 +48,9 @@ def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str):
         lm, tok = hf.load(str(model), p.dtype, device)
         results = hf.generate(lm, tok, texts, n=p.n, temperature=p.temperature, top_p=p.top_p,
                               max_new_tokens=p.max_new_tokens, stop=p.stop,
-                              batch_size=p.batch_size, seed=p.seed, progress=ctx.progress)
+                              batch_size=p.batch_size, seed=p.seed, progress=ctx.progress,
+                              shards=ctx.shards(shards),
+                              shard_batches=max(1, p.shard_size // p.batch_size), log=ctx.log)
     rows = [(i, k, c, pt, ct) for i, samples in enumerate(results)
             for k, (c, pt, ct) in enumerate(samples)]
     index = pl.DataFrame({"_row": [r[0] for r in rows], "sample_index": [r[1] for r in rows],

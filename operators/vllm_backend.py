@@ -54,11 +54,32 @@ def collect(rows: list[dict], n_prompts: int, n: int) -> list[list[tuple[str, in
     return out
 
 
-def generate(model_dir: str, prompts: list[str], p) -> list[list[tuple[str, int, int]]]:
+def generate(model_dir: str, prompts: list[str], p, shards=None,
+             log=None) -> list[list[tuple[str, int, int]]]:
+    """Every `shard_size` requests are one shard: committed when done, read back on a
+    resumed run (requests are seeded one by one, so shards do not depend on each other)."""
     require_vllm()
+    import pyarrow as pa
     import ray
     from ray.data.llm import build_processor
 
     processor = build_processor(processor_config(model_dir, p), postprocess=postprocess)
-    rows = processor(ray.data.from_items(requests(prompts, p))).take_all()
+    reqs = requests(prompts, p)
+    rows: list[dict] = []
+    chunks = range(0, len(reqs), p.shard_size)
+    resumed = 0
+    for si, start in enumerate(chunks):
+        done = shards.get(si) if shards is not None else None
+        if done is not None:
+            rows.extend(done.to_pylist())
+            resumed += 1
+            continue
+        got = processor(ray.data.from_items(reqs[start:start + p.shard_size])).take_all()
+        got = [{k: r[k] for k in ("_row", "_k", "text", "prompt_tokens", "completion_tokens")}
+               for r in got]
+        if shards is not None:
+            shards.put(si, pa.Table.from_pylist(got))
+        rows.extend(got)
+    if resumed and log:
+        log(f"resumed {resumed} of {len(chunks)} shards committed by an interrupted run")
     return collect(rows, len(prompts), p.n)

@@ -89,6 +89,40 @@ def test_sample_is_batched_reproducible_and_counts_tokens(model_dir):
     assert not cut["completion"].str.contains(r"\+", literal=False).any()
 
 
+class _Log:
+    """An in-memory shard log that 'crashes' after committing `crash_after` shards."""
+
+    def __init__(self, crash_after=None):
+        self.shards, self.crash_after, self.computed = {}, crash_after, []
+
+    def get(self, i):
+        return self.shards.get(i)
+
+    def put(self, i, table):
+        self.shards[i] = table
+        self.computed.append(i)
+        if self.crash_after is not None and len(self.shards) >= self.crash_after:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir, temperature):
+    lm, tok = hf.load(str(model_dir))
+    texts = [f"{a}+{b}\n" for a in range(7) for b in range(3)]
+    kw = dict(n=2, temperature=temperature, max_new_tokens=12, batch_size=4, seed=5)
+    whole = hf.generate(lm, tok, texts, **kw)
+    log = _Log(crash_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        hf.generate(lm, tok, texts, **kw, shards=log, shard_batches=2)
+    assert sorted(log.shards) == [0, 1, 2]
+    log.crash_after, log.computed = None, []
+    messages = []
+    resumed = hf.generate(lm, tok, texts, **kw, shards=log, shard_batches=2, log=messages.append)
+    assert resumed == whole
+    assert log.computed == [3, 4, 5]  # 42 samples / 4 per batch = 11 batches = 6 shards
+    assert messages == ["resumed 3 of 6 shards committed by an interrupted run"]
+
+
 def test_verify_by_answer_and_by_steps():
     s = pl.DataFrame({"id": ["a", "b", "c", "d"], "question": ["12+34", "12+34", "12+34", "5+5"],
                       "answer": ["46", "46", "46", "10"], "prompt": [""] * 4, "sample_index": [0] * 4,
