@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import TESTS, write
 
 from stardag.store import Store
-from support import TESTS, write
 
 SPEC = """
 name: shared
