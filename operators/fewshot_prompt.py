@@ -113,9 +113,13 @@ def read_exemplars(path: str, k: int, plain_fields: set[str], hint_fields: set[s
     except OSError as e:
         raise DataError(f"{path}: cannot read the exemplar file: {e.strerror}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e)
+        if getattr(e, "context_mark", None) and getattr(e, "context", None):
+            # e.g. "end of stream" for an unclosed quote: the line to fix is where it opened
+            problem += f" ({e.context} from line {e.context_mark.line + 1})"
+            mark = e.context_mark if "end of stream" in problem else mark
         where = f"{path}:{mark.line + 1}" if mark else path
-        raise DataError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        raise DataError(f"{where}: invalid YAML: {problem}") from None
     if node is None:
         raise DataError(f"{path}: the exemplar file is empty")
     lists = {}

@@ -241,9 +241,9 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
     odd = _not_json(raw)
     if odd is not None:
         at, value = odd
-        raise loaded.error(f"param {'.'.join(at)!r}: {value!r} is a YAML {type(value).__name__}, "
-                           "not a number, string, boolean, list or mapping (quote it to give "
-                           "a string)", path + ("params",) + at, name)
+        raise loaded.error(f"param {'.'.join(at)!r}: {str(value)[:40]} is a YAML "
+                           f"{type(value).__name__}, not a number, string, boolean, list or "
+                           "mapping (quote it to give a string)", path + ("params",) + at, name)
     try:
         # as JSON, strictly: types as the YAML gave them (`true` is no integer), integers
         # accepted for floats, and a mapping's keys (always strings in a spec) read as declared
