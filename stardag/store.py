@@ -295,6 +295,7 @@ class Store:
     # --- writing ------------------------------------------------------------------------
     def begin(self, key: str) -> Staging:
         """A fresh local staging directory for the outputs of `key`."""
+        self._obj(key)  # checks the key: a staging directory stays under tmp/
         name = f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         if self.local is not None:
             path = self.local / "tmp" / name
