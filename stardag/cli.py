@@ -299,6 +299,113 @@ def ls_(spec, store):
     click.echo(f"{len(rows)} artifacts, {_size(total)}", err=True)
 
 
+JOB_ADDRESS = click.option("--address", metavar="URL", help="The cluster's job server, "
+                           "http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS).")
+
+
+@main.command()
+@SPEC
+@SET
+@click.option("--force", multiple=True, metavar="STAGE", help="Passed to `stardag run`.")
+@click.option("--until", multiple=True, metavar="STAGE", help="Passed to `stardag run`.")
+@click.option("--store", metavar="URI", help="Where the job keeps artifacts: an absolute path "
+              "every node can reach, or s3://bucket/prefix (default: $STARDAG_STORE, the "
+              "spec's `store:` if absolute).")
+@JOB_ADDRESS
+@click.option("--working-dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Directory sent with the job (default: the spec's); must hold the spec.")
+@click.option("--exclude", "excludes", multiple=True, metavar="PATTERN", help="Leave files "
+              "matching PATTERN (.gitignore style) out of the upload (repeatable).")
+@click.option("--pip", multiple=True, metavar="PKG", help="Install PKG for the job (runtime_env "
+              "pip; repeatable). By default the cluster's own environment is used.")
+@click.option("--env", multiple=True, metavar="NAME=VALUE", help="Environment variable for the "
+              "job (repeatable).")
+@click.option("--runtime-env", "runtime_env_file", type=click.Path(dir_okay=False, exists=True),
+              metavar="FILE", help="A Ray runtime_env as YAML or JSON (pip, py_modules, "
+              "env_vars, ...); --pip and --env add to it.")
+@click.option("--job-id", metavar="ID", help="Submission id to use (default: Ray picks one).")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return; don't follow logs.")
+@_errors
+def submit(spec, overrides, force, until, store, address, working_dir, excludes, pip, env,
+           runtime_env_file, job_id, no_wait):
+    """Run a pipeline on a Ray cluster as a Ray Job: `stardag run` on the cluster, with the
+    spec's directory sent along. Prints the job id, then follows its logs (unless --no-wait)
+    and exits with the run's status.
+
+    \b
+    Example:
+      stardag submit pipelines/star.yaml --address http://head:8265 \\
+          --store /shared/stardag --set loop.iterations=2
+    """
+    from . import submit as sub
+
+    prepared = sub.prepare(spec, overrides, store, force, until, working_dir, runtime_env_file,
+                           pip, env, excludes)
+    c = sub.client(address)
+    job = sub.submit(c, prepared, job_id)
+    click.echo(job)
+    click.echo(f"submitted to {c.stardag_address}; store {prepared.store}\n"
+               f"  stardag status {job} --address {c.stardag_address}\n"
+               f"  stardag logs {job} --address {c.stardag_address} --follow", err=True)
+    if no_wait:
+        return
+    _follow(sub, c, job)
+
+
+def _follow(sub, c, job: str):
+    try:
+        sub.follow(c, job)
+    except KeyboardInterrupt:
+        click.echo(f"stopped following; job {job} goes on (`ray job stop {job}` stops it)",
+                   err=True)
+        sys.exit(130)
+    info = sub.info(c, job)
+    click.echo(f"job {job} {info.status}", err=True)
+    sys.exit(sub.exit_code(info))
+
+
+@main.command()
+@click.argument("job")
+@JOB_ADDRESS
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {job_id, status, message, "
+              "entrypoint, start_time, end_time, driver_exit_code, metadata}.")
+@_errors
+def status(job, address, as_json):
+    """A submitted job's status: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED. Exits 1
+    (or the run's exit status) if the job failed or was stopped.
+
+    \b
+    Example:
+      stardag status raysubmit_9KxVwz1bTbJ2Tg5Q --address http://head:8265
+    """
+    from . import submit as sub
+
+    info = sub.info(sub.client(address), job)
+    click.echo(sub.as_json(info) if as_json else sub.describe(info))
+    sys.exit(sub.exit_code(info))
+
+
+@main.command()
+@click.argument("job")
+@JOB_ADDRESS
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends; exit "
+              "with its status.")
+@_errors
+def logs(job, address, follow):
+    """A submitted job's output: `stardag run`'s progress lines and errors.
+
+    \b
+    Example:
+      stardag logs raysubmit_9KxVwz1bTbJ2Tg5Q --address http://head:8265 --follow
+    """
+    from . import submit as sub
+
+    c = sub.client(address)
+    if follow:
+        _follow(sub, c, job)
+    click.echo(sub.logs(c, job), nl=False)
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
