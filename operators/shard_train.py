@@ -5,8 +5,10 @@ budget of `steps * growth ** (iteration - 1)`."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -51,6 +53,9 @@ class TrainParams(Params):
     bf16: bool = False
     trainer: Literal["ray", "torch"] = "ray"
     lora: LoraParams | None = None
+    # a checkpoint (weights, optimizer, data order, RNG) every this many steps, kept in the
+    # store until the model is published: a killed training resumes from the last one
+    checkpoint_every: int = Field(50, gt=0)
 
 
 def step_budget(steps: int, growth: float, iteration: int) -> int:
@@ -99,7 +104,16 @@ def train_loop(config: dict):
     order: list[int] = []
     bs, steps = config["batch_size"], config["total_steps"]
     t0, losses = time.monotonic(), []
-    for step in range(steps):
+    first = 0
+    state_dir = _latest_checkpoint(config, ray_mode)
+    if state_dir is not None:
+        state = load_state(state_dir, getattr(model, "module", model), opt, rank)
+        first, order, losses = state["step"], state["order"], state["losses"]
+        rng.setstate(_as_rng_state(state["rng"]))
+        if rank == 0:
+            print(f"  resumed training from the checkpoint at step {first} of {steps}",
+                  file=sys.stderr, flush=True)
+    for step in range(first, steps):
         opt.zero_grad(set_to_none=True)
         for _ in range(config["grad_accum"]):
             if len(order) < bs:
@@ -117,8 +131,11 @@ def train_loop(config: dict):
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         losses.append(loss.item() * config["grad_accum"])
+        if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
+            _checkpoint(config, ray_mode, rank, step + 1, getattr(model, "module", model), opt,
+                        order, rng, losses)
     metrics = {"loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "steps": steps,
-               "seconds": time.monotonic() - t0}
+               "seconds": time.monotonic() - t0, "resumed_from": first}
     out = Path(config["out"]) if not ray_mode else Path(tempfile.mkdtemp())
     if rank == 0:
         inner = getattr(model, "module", model)
@@ -132,6 +149,80 @@ def train_loop(config: dict):
 
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out) if rank == 0 else None)
     return metrics
+
+
+# --- checkpoints: everything the loop needs to go on as if it had not stopped ----------
+
+def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: list[float]):
+    """Weights and optimizer tensors as safetensors (no pickle), the rest as JSON."""
+    import torch
+    from safetensors.torch import save_file, save_model
+
+    d.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(d / "weights.safetensors"))
+    sd = opt.state_dict()
+    tensors = {f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+               for i, st in sd["state"].items() for name, v in st.items()}
+    tensors["torch_rng"] = torch.get_rng_state()
+    save_file(tensors, str(d / "optimizer.safetensors"))
+    (d / "state.json").write_text(json.dumps({
+        "step": step, "order": order, "rng": rng.getstate(), "losses": losses,
+        "param_groups": sd["param_groups"]}))
+
+
+def load_state(d: Path, model, opt, rank: int) -> dict:
+    import torch
+    from safetensors.torch import load_file, load_model
+
+    load_model(model, str(d / "weights.safetensors"))
+    tensors = load_file(str(d / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    state: dict = {}
+    for name, v in tensors.items():
+        i, field = name.split(".", 1)
+        state.setdefault(int(i), {})[field] = v
+    meta = json.loads((d / "state.json").read_text())
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
+
+
+def _as_rng_state(s):
+    return (s[0], tuple(s[1]), s[2])
+
+
+def _checkpoint(config, ray_mode: bool, rank: int, step: int, model, opt, order, rng, losses):
+    """Rank 0's state (data-parallel ranks hold the same weights and optimizer; each rank's
+    data order is its own, so ranks other than 0 restart theirs from the seed)."""
+    if not ray_mode:
+        if config.get("checkpoints"):
+            d = Path(config["checkpoints"])
+            tmp = d.with_name(d.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_state(tmp, model, opt, step, order, rng, losses)
+            shutil.rmtree(d, ignore_errors=True)
+            tmp.rename(d)
+        return
+    import ray.train
+    from ray.train import Checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if rank == 0:
+            save_state(Path(tmp), model, opt, step, order, rng, losses)
+        ray.train.report({"step": step}, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
+
+
+def _latest_checkpoint(config, ray_mode: bool):
+    if not ray_mode:
+        d = config.get("checkpoints")
+        return Path(d) if d and (Path(d) / "state.json").exists() else None
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    d = Path(tempfile.mkdtemp())
+    ckpt.to_directory(str(d))
+    return d if (d / "state.json").exists() else None
 
 
 def with_lora(model, lora: dict):
@@ -163,7 +254,9 @@ class ShardTrain(Operator):
                              "a higher temperature, or rationalization)")
         start = previous if p.start == "previous" and previous is not None else base
         out = ctx.output_dir("model")
+        where = ctx.shards("train").location()
         config = {**p.model_dump(), "start": str(start), "out": str(out),
+                  "checkpoints": f"{where[1]}/train-state" if where and where[0] is None else None,
                   "examples": list(zip(examples["prompt"].to_list(), examples["completion"].to_list())),
                   "total_steps": step_budget(p.steps, p.growth, p.iteration), "ray": p.trainer == "ray"}
         ctx.log(f"{examples.height} examples, {config['total_steps']} steps from "
@@ -173,27 +266,33 @@ class ShardTrain(Operator):
         if p.trainer == "torch":
             metrics = train_loop(config)
         else:
-            metrics = _fit_on_ray(config, p, out)
-        ctx.log(f"done: loss {metrics['loss']:.4f}, {metrics['seconds']:.1f}s in the loop")
+            metrics = _fit_on_ray(config, p, out, where)
+        ctx.log(f"done: loss {metrics['loss']:.4f}, {metrics['seconds']:.1f}s in the loop"
+                + (f" (resumed at step {metrics['resumed_from']})" if metrics.get("resumed_from") else ""))
 
 
-def _fit_on_ray(config: dict, p: TrainParams, out: Path) -> dict:
-    from ray.train import RunConfig, ScalingConfig
+def _fit_on_ray(config: dict, p: TrainParams, out: Path, where) -> dict:
+    """Ray Train keeps its run (checkpoints) in the store's partial area under the stage's
+    key: a training killed with its driver is found there by the next run (Ray Train
+    restores a run of the same name and storage), and a worker that fails is restarted from
+    the last checkpoint within the same fit."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    storage = tempfile.mkdtemp(prefix="stardag-train-")
-    try:
-        trainer = TorchTrainer(
-            train_loop, train_loop_config=config,
-            scaling_config=ScalingConfig(num_workers=p.workers, use_gpu=p.use_gpu,
-                                         resources_per_worker={"CPU": p.cpus_per_worker,
-                                                               **({"GPU": 1} if p.use_gpu else {})}),
-            run_config=RunConfig(storage_path=storage, name="train"))
-        result = trainer.fit()
-        with result.checkpoint.as_directory() as ckpt:
-            for f in Path(ckpt).iterdir():
-                if f.is_file():
-                    shutil.copy2(f, out / f.name)
-        return dict(result.metrics)
-    finally:
+    fs, storage = where if where else (None, tempfile.mkdtemp(prefix="stardag-train-"))
+    trainer = TorchTrainer(
+        train_loop, train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=p.workers, use_gpu=p.use_gpu,
+                                     resources_per_worker={"CPU": p.cpus_per_worker,
+                                                           **({"GPU": 1} if p.use_gpu else {})}),
+        run_config=RunConfig(storage_path=storage, storage_filesystem=fs, name="train",
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=2)))
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt:
+        for f in Path(ckpt).iterdir():
+            if f.is_file():
+                shutil.copy2(f, out / f.name)
+    if not where:
         shutil.rmtree(storage, ignore_errors=True)
+    return dict(result.metrics)

@@ -117,6 +117,9 @@ class _NoShards:
     def put(self, i: int, table):
         pass
 
+    def location(self):
+        return None
+
 
 class Context:
     """What an operator gets besides its inputs: validated params, where to write directory

@@ -85,6 +85,14 @@ class ShardLog:
     def _path(self, i: int) -> str:
         return f"{self.base}/{self.name}-{i:06d}.parquet"
 
+    def location(self) -> tuple:
+        """(pyarrow filesystem, or None for a local path; the stage's partial directory),
+        for state that is not a table, such as a trainer's checkpoints."""
+        if self.store.local is not None:
+            os.makedirs(self.base, exist_ok=True)
+            return None, self.base
+        return self.store.fs, self.base
+
     def get(self, i: int):
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -139,3 +139,100 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_shards(prepared, tmp_pa
     err = finish(proc)  # the same run finishes: Ray retried the task, which resumed
     assert "resumed" in err, err
     assert samples_hash(spec, store) == expected
+
+
+# --- training ------------------------------------------------------------------------
+
+TRAIN_SPEC = """
+name: resume_train
+stages:
+  problems:
+    op: arithmetic
+    params: {seed: 0, digits: [2, 3], train_per_digit: 40, heldout_per_digit: 1}
+  base:
+    op: char_model
+    params: {steps: 5, n_layer: 1, n_embd: 32, n_head: 2, n_positions: 96, corpus_size: 200,
+             batch_size: 16, warmup: 1, mix: {2: 0.5, 3: 0.5}}
+    resources: {cpus: 1}
+  examples:
+    op: train_ops:GoldExamples
+    inputs: {problems: problems.train}
+  train:
+    op: shard_train
+    inputs: {base: base, examples: examples}
+    params: {steps: 200, lr: 1.0e-3, warmup: 0, batch_size: 8, max_length: 96,
+             checkpoint_every: 10, workers: 1, cpus_per_worker: 1}
+"""
+
+
+def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(tmp_path, monkeypatch):
+    """trainer: torch: crash right after the checkpoint at step 4 of 6; the resumed run's
+    model equals an uninterrupted run's, bit for bit."""
+    import numpy as np
+    import polars as pl
+    from safetensors.numpy import load_file
+
+    from operators import arith, charlm, hf
+    from operators import shard_train as st
+    from stardag.operator import Context, DefaultResources
+
+    hf.set_threads(1)
+    tok = charlm.make_tokenizer()
+    base = tmp_path / "base"
+    hf.save(charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0), tok, base)
+    rows = [(f"p{i}", f"{i}+{i + 3}") for i in range(12)]
+    examples = pl.DataFrame({"id": [r[0] for r in rows], "question": [r[1] for r in rows],
+                             "answer": [str(2 * i + 3) for i in range(12)],
+                             "prompt": [r[1] + "\n" for r in rows],
+                             "completion": [arith.scratchpad(i, i + 3) for i in range(12)],
+                             "source": ["generation"] * 12})
+
+    class Where:
+        def __init__(self, d):
+            self.d = d
+
+        def location(self):
+            return None, str(self.d)
+
+    def train(out: Path, partial: Path):
+        params = st.ShardTrain.Params(steps=6, lr=1e-2, warmup=0, batch_size=4, max_length=64,
+                                      trainer="torch", checkpoint_every=2, iteration=1)
+        out.mkdir(parents=True)
+        ctx = Context(params, "train", {"model": out}, DefaultResources(cpus=1),
+                      shards=lambda name: Where(partial))
+        st.ShardTrain().run(ctx, base, examples)
+        return load_file(str(out / "model.safetensors"))
+
+    whole = train(tmp_path / "whole", tmp_path / "p1")
+    real = st._checkpoint
+
+    def crash_after_step_4(config, ray_mode, rank, step, *a):
+        real(config, ray_mode, rank, step, *a)
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(st, "_checkpoint", crash_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "a", tmp_path / "p2")
+    monkeypatch.setattr(st, "_checkpoint", real)
+    resumed = train(tmp_path / "b", tmp_path / "p2")
+    assert set(resumed) == set(whole)
+    assert all(np.array_equal(whole[k], resumed[k]) for k in whole)
+
+
+@pytest.mark.ray
+def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
+    spec = write(tmp_path / "train.yaml", TRAIN_SPEC)
+    store = tmp_path / "store"
+    finish(stardag(spec, "--until", "examples", "--executor", "local", store=store))
+    finish(stardag(spec, "--until", "base", "--executor", "local", store=store))
+    proc = stardag(spec, store=store)
+    ckpts = lambda: list((store / "partial").rglob("checkpoint_*")) if (store / "partial").exists() else []
+    _until(lambda: len(ckpts()) >= 1 or proc.poll() is not None, timeout=240)
+    assert proc.poll() is None, proc.communicate()[1]
+    time.sleep(random.uniform(0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    err = finish(stardag(spec, store=store))
+    assert "resumed training from the checkpoint at step" in err, err
+    assert not (store / "partial").exists() or not any((store / "partial").rglob("*.json"))
