@@ -203,11 +203,13 @@ def gc(keep, store, dry_run):
 
     if not keep:
         raise StardagError("name the specs whose artifacts to keep: stardag gc --keep SPEC ...")
-    keys, stores = set(), set()
+    keys, stores, resumable = set(), set(), set()
     for spec in keep:
         ld = api.load(spec, store=store)
         stores.add(ld.store.uri)
-        keys |= {e.key for e in make_plan(ld.graph, ld.store) if e.status == "cached"}
+        entries = make_plan(ld.graph, ld.store)
+        keys |= {e.key for e in entries if e.status == "cached"}
+        resumable |= {e.key for e in entries if e.key}
     if len(stores) != 1:
         raise StardagError(f"the specs use different stores ({', '.join(sorted(stores))}); "
                            "collect one store at a time with --store")
@@ -222,6 +224,10 @@ def gc(keep, store, dry_run):
     if not dry_run:
         st.clean_tmp()
         st.fs.delete_dir_contents(f"{st.root}/quarantine", missing_dir_ok=True)
+        # shards of stages the kept specs would still run are kept for resuming
+        for key in st.partial_keys():
+            if key not in resumable:
+                st.drop_partial(key)
     verb = "would free" if dry_run else "freed"
     click.echo(f"{n} artifacts deleted, {len(keys)} kept; {verb} {_size(freed)}")
 

@@ -493,6 +493,17 @@ class Store:
         except OSError:
             pass
 
+    def partial_keys(self) -> list[str]:
+        """Keys with committed shards or checkpoints (of runs that stopped)."""
+        import pyarrow.fs as pafs
+
+        sel = pafs.FileSelector(f"{self.root}/partial", recursive=False, allow_not_found=True)
+        out = []
+        for prefix in self.fs.get_file_info(sel):
+            sub = pafs.FileSelector(prefix.path, recursive=False, allow_not_found=True)
+            out += [i.base_name for i in self.fs.get_file_info(sub)]
+        return out
+
     # --- refs: what each stage of a spec last resolved to (for stale causes) ------------
     def read_ref(self, spec: str, node: str) -> dict | None:
         ref = self._read_json(self._named("refs", spec, node))

@@ -112,6 +112,20 @@ def test_ls_and_gc_keep_only_what_specs_reach(spec, tmp_path):
     assert invoke("gc").exit_code == 1
 
 
+def test_gc_keeps_the_shards_of_stages_still_to_run_and_drops_the_others(spec, tmp_path):
+    import pyarrow as pa
+
+    from stardag.store import Store
+
+    plan = json.loads(invoke("plan", spec, "--json").output)
+    pending = next(e["key"] for e in plan if e["status"] == "run" and e.get("key"))
+    store = Store(tmp_path / ".stardag")  # the default store, beside the spec
+    for key in (pending, "ab" * 32):
+        store.shards(key, "samples").put(0, pa.table({"x": [1]}))
+    assert invoke("gc", "--keep", spec).exit_code == 0
+    assert store.partial_keys() == [pending]
+
+
 @pytest.mark.parametrize("command", ["run", "plan", "show", "dag", "gc", "ls"])
 def test_every_command_has_help_with_an_example(command):
     out = invoke(command, "--help")
