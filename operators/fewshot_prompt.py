@@ -110,6 +110,8 @@ def read_exemplars(path: str, k: int, plain_fields: set[str], hint_fields: set[s
             node = yaml.compose(f.read(), Loader=yaml.SafeLoader)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise DataError(f"{path}: lists and mappings nested too deeply") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read the exemplar file: {e.strerror}") from None
     except yaml.YAMLError as e:

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+# line breaks and other control characters, shown escaped so that an error stays one line
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
 
 class StardagError(Exception):
     """Base class; `exit_code` is what the CLI exits with."""
@@ -25,7 +34,7 @@ class SpecError(StardagError):
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         if self.stage:
             where += f"stage '{self.stage}': "
-        return where + self.message
+        return one_line(where + self.message)
 
 
 class InputError(StardagError):

@@ -18,6 +18,8 @@ Path_ = tuple  # a key path into the spec mapping, e.g. ("stages", "train", "par
 Origins = dict  # Path_ -> (file, line)
 
 STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_VALUES = 100_000  # values a spec file may expand to, aliases included
+MAX_DEPTH = 64  # how deep mappings and lists may nest (the YAML reader recurses)
 
 
 class _Frozen(BaseModel):
@@ -114,6 +116,25 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+         yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where `text` nests mappings and lists deeper than MAX_DEPTH, or None.
+    (The scanner does not recurse; the composer does, and would overflow the stack.)"""
+    depth = 0
+    for token in yaml.scan(text, Loader=_Loader):
+        if isinstance(token, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return token.start_mark.line + 1
+        elif isinstance(token, _CLOSE):
+            depth -= 1
+    return None
+
+
 def _load_yaml(path: Path) -> tuple[Any, Origins]:
     try:
         text = path.read_text()
@@ -126,6 +147,10 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
         raise SpecError(f"spec is not UTF-8 text (byte {e.object[e.start]:#04x})", str(path),
                         line) from None
     try:
+        deep = _too_deep(text)
+        if deep is not None:
+            raise SpecError(f"invalid YAML: mappings and lists nested more than {MAX_DEPTH} "
+                            "levels deep", str(path), deep)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -142,10 +167,16 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
     origins: Origins = {}
     constructor = _Loader("")
     open_nodes: set[int] = set()  # collections being built: an alias to one is a loop
+    top_line = [1]  # the line of the top-level key being built
     plain = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
     def build(n, key_path, line):
         origins[key_path] = (str(path), line)  # a mapping value's line is its key's
+        if len(key_path) == 1:
+            top_line[0] = line
+        if len(origins) > MAX_VALUES:  # aliases of aliases grow exponentially ("billion laughs")
+            raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML aliases "
+                            "that repeat aliases?)", str(path), top_line[0])
         if type(n) in plain:
             if n.tag != plain[type(n)]:
                 raise SpecError(f"YAML tag {n.tag} is not supported", str(path),
@@ -266,6 +297,13 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     if any(not p for p in parts):
         raise SpecError(f"override key {key!r} has an empty part", "--set")
     try:
+        if any(isinstance(t, (yaml.AliasToken, yaml.AnchorToken))
+               for t in yaml.scan(value, Loader=_Loader)):
+            raise SpecError(f"override {text!r}: a value given with --set cannot use YAML "
+                            "anchors or aliases (& or *)", "--set")
+        if _too_deep(value) is not None:
+            raise SpecError(f"override {text!r}: value nests mappings and lists more than "
+                            f"{MAX_DEPTH} levels deep", "--set")
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else ""
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
