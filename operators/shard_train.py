@@ -153,21 +153,24 @@ def train_loop(config: dict):
 
 # --- checkpoints: everything the loop needs to go on as if it had not stopped ----------
 
-def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: list[float]):
-    """Weights and optimizer tensors as safetensors (no pickle), the rest as JSON."""
+def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: list[float],
+               rank: int = 0):
+    """Rank 0 writes the weights and optimizer (data-parallel ranks hold the same ones) as
+    safetensors (no pickle); every rank writes its own data order and RNG states."""
     import torch
     from safetensors.torch import save_file, save_model
 
     d.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(d / "weights.safetensors"))
-    sd = opt.state_dict()
-    tensors = {f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
-               for i, st in sd["state"].items() for name, v in st.items()}
-    tensors["torch_rng"] = torch.get_rng_state()
-    save_file(tensors, str(d / "optimizer.safetensors"))
-    (d / "state.json").write_text(json.dumps({
-        "step": step, "order": order, "rng": rng.getstate(), "losses": losses,
-        "param_groups": sd["param_groups"]}))
+    meta = {"step": step, "order": order, "rng": rng.getstate(), "losses": losses}
+    if rank == 0:
+        save_model(model, str(d / "weights.safetensors"))
+        sd = opt.state_dict()
+        tensors = {f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+                   for i, st in sd["state"].items() for name, v in st.items()}
+        save_file(tensors, str(d / "optimizer.safetensors"))
+        meta["param_groups"] = sd["param_groups"]
+    save_file({"torch_rng": torch.get_rng_state()}, str(d / f"rng-rank{rank}.safetensors"))
+    (d / f"state-rank{rank}.json").write_text(json.dumps(meta))
 
 
 def load_state(d: Path, model, opt, rank: int) -> dict:
@@ -175,15 +178,14 @@ def load_state(d: Path, model, opt, rank: int) -> dict:
     from safetensors.torch import load_file, load_model
 
     load_model(model, str(d / "weights.safetensors"))
-    tensors = load_file(str(d / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("torch_rng"))
     state: dict = {}
-    for name, v in tensors.items():
+    for name, v in load_file(str(d / "optimizer.safetensors")).items():
         i, field = name.split(".", 1)
         state.setdefault(int(i), {})[field] = v
-    meta = json.loads((d / "state.json").read_text())
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta
+    groups = json.loads((d / "state-rank0.json").read_text())["param_groups"]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    torch.set_rng_state(load_file(str(d / f"rng-rank{rank}.safetensors"))["torch_rng"])
+    return json.loads((d / f"state-rank{rank}.json").read_text())
 
 
 def _as_rng_state(s):
@@ -191,8 +193,7 @@ def _as_rng_state(s):
 
 
 def _checkpoint(config, ray_mode: bool, rank: int, step: int, model, opt, order, rng, losses):
-    """Rank 0's state (data-parallel ranks hold the same weights and optimizer; each rank's
-    data order is its own, so ranks other than 0 restart theirs from the seed)."""
+    """One checkpoint: every rank's files land in the same checkpoint directory."""
     if not ray_mode:
         if config.get("checkpoints"):
             d = Path(config["checkpoints"])
@@ -206,15 +207,14 @@ def _checkpoint(config, ray_mode: bool, rank: int, step: int, model, opt, order,
     from ray.train import Checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
-        if rank == 0:
-            save_state(Path(tmp), model, opt, step, order, rng, losses)
-        ray.train.report({"step": step}, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None)
+        save_state(Path(tmp), model, opt, step, order, rng, losses, rank)
+        ray.train.report({"step": step}, checkpoint=Checkpoint.from_directory(tmp))
 
 
 def _latest_checkpoint(config, ray_mode: bool):
     if not ray_mode:
         d = config.get("checkpoints")
-        return Path(d) if d and (Path(d) / "state.json").exists() else None
+        return Path(d) if d and (Path(d) / "state-rank0.json").exists() else None
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
@@ -222,7 +222,7 @@ def _latest_checkpoint(config, ray_mode: bool):
         return None
     d = Path(tempfile.mkdtemp())
     ckpt.to_directory(str(d))
-    return d if (d / "state.json").exists() else None
+    return d if (d / "state-rank0.json").exists() else None
 
 
 def with_lora(model, lora: dict):

@@ -161,7 +161,7 @@ stages:
     op: shard_train
     inputs: {base: base, examples: examples}
     params: {steps: 200, lr: 1.0e-3, warmup: 0, batch_size: 8, max_length: 96,
-             checkpoint_every: 10, workers: 1, cpus_per_worker: 1}
+             checkpoint_every: 10, workers: 2, cpus_per_worker: 1}
 """
 
 
@@ -226,6 +226,9 @@ def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
     store = tmp_path / "store"
     finish(stardag(spec, "--until", "examples", "--executor", "local", store=store))
     finish(stardag(spec, "--until", "base", "--executor", "local", store=store))
+    whole = tmp_path / "whole"
+    shutil.copytree(store, whole)
+    finish(stardag(spec, store=whole))
     proc = stardag(spec, store=store)
     ckpts = lambda: list((store / "partial").rglob("checkpoint_*")) if (store / "partial").exists() else []
     _until(lambda: len(ckpts()) >= 1 or proc.poll() is not None, timeout=240)
@@ -235,4 +238,12 @@ def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
     proc.wait()
     err = finish(stardag(spec, store=store))
     assert "resumed training from the checkpoint at step" in err, err
+    # two data-parallel workers, each resuming its own data order: the same model
+    import stardag as sd
+
+    def model_hash(store):
+        entry = next(e for e in sd.plan(spec, store=store) if e.node == "train")
+        return Store(store).manifest(entry.key)["outputs"]["model"]["content_hash"]
+
+    assert model_hash(store) == model_hash(whole)
     assert not (store / "partial").exists() or not any((store / "partial").rglob("*.json"))
