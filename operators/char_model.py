@@ -5,6 +5,8 @@ rare, so that the outer loop has something to teach."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
 
 
@@ -27,6 +29,9 @@ class CharModel(Operator):
         hint_share: float = 0.1
         corpus_size: int = 50_000
         seed: int = 0
+        # the training state is saved every this many steps (on a local store): a killed
+        # pretraining resumes from the last one, with the same result
+        checkpoint_every: int = Field(100, gt=0)
 
     def run(self, ctx, exclude=None):
         import random
@@ -40,6 +45,10 @@ class CharModel(Operator):
         corpus = arith.pretrain_examples(rng, p.corpus_size, p.mix, p.hint_share, exclude=held)
         tok = charlm.make_tokenizer()
         model = charlm.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)
+        where = ctx.shards("pretrain").location()  # checkpoints kept until the model is published
         charlm.pretrain(model, tok, corpus, p.steps, p.batch_size, p.lr, p.warmup, p.seed,
-                        log=lambda step, loss, lr: ctx.progress(step, p.steps, "steps", loss=loss))
+                        log=lambda step, loss, lr: ctx.progress(step, p.steps, "steps", loss=loss),
+                        state_dir=f"{where[1]}/pretrain-state" if where and where[0] is None else None,
+                        checkpoint_every=p.checkpoint_every,
+                        resumed=lambda step: ctx.log(f"resumed from the checkpoint at step {step}"))
         hf.save(model, tok, ctx.output_dir("model"))

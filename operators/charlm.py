@@ -9,6 +9,7 @@ module is cheap. Everything here saves with ``save_pretrained`` and loads with
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .hf import collate, encode_examples, lr_at  # noqa: F401  (shared with shard_train)
@@ -83,12 +84,18 @@ def make_model(tokenizer, n_layer: int = 3, n_embd: int = 128, n_head: int = 4,
 def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
              batch_size: int = 64, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
              log: Callable[[int, float, float], None] | None = None, log_every: int = 50,
-             weight_decay: float = 0.01):
+             weight_decay: float = 0.01, state_dir: str | None = None,
+             checkpoint_every: int = 0, resumed: Callable[[int], None] | None = None):
     """Train `model` in place on (prompt, completion) pairs for `steps` AdamW steps
     (warmup + cosine), loss on completion tokens only. Batches are drawn by walking
     shuffled epochs of `examples`. `log(step, loss, lr)` is called every `log_every` steps
-    and at the end. Returns the mean loss of the last `log_every` steps."""
+    and at the end. Returns the mean loss of the last `log_every` steps. With `state_dir`,
+    the whole training state is saved there every `checkpoint_every` steps, and a state
+    found there is resumed from (`resumed(step)` is told): the same result as a run that
+    never stopped."""
     import torch
+
+    from . import hf
 
     if not examples:
         raise ValueError("no examples to train on")
@@ -101,7 +108,15 @@ def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
     order: list[int] = []
     recent: list[float] = []
     pad = tokenizer.pad_token_id
-    for step in range(steps):
+    first = 0
+    found = hf.latest_state(state_dir)
+    if found is not None:
+        meta = hf.load_state(found, model, opt, 0)
+        first, order, recent = meta["step"], meta["order"], meta["losses"]
+        rng.setstate(hf.as_rng_state(meta["rng"]))
+        if resumed:
+            resumed(first)
+    for step in range(first, steps):
         if len(order) < batch_size:
             more = list(range(len(data)))
             rng.shuffle(more)
@@ -120,6 +135,8 @@ def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
         recent = recent[-log_every:]
         if log is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
             log(step + 1, sum(recent) / len(recent), cur)
+        if state_dir and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            hf.save_state_atomically(Path(state_dir), model, opt, step + 1, order, rng, recent)
     model.eval()
     return sum(recent) / max(1, len(recent))
 

@@ -3,6 +3,7 @@ torch and transformers are imported inside the functions."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from functools import lru_cache
@@ -204,3 +205,71 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float = 0.1)
         return lr * (step + 1) / warmup
     t = (step - warmup) / max(1, steps - warmup)
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+# --- training state: everything a training loop needs to go on as if it had not stopped --
+
+def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: list[float],
+               rank: int = 0):
+    """Rank 0 writes the weights and optimizer (data-parallel ranks hold the same ones) as
+    safetensors (no pickle); every rank writes its own data order and RNG states."""
+    import torch
+    from safetensors.torch import save_file, save_model
+
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {"step": step, "order": order, "rng": rng.getstate(), "losses": losses}
+    if rank == 0:
+        save_model(model, str(d / "weights.safetensors"))
+        sd = opt.state_dict()
+        tensors = {f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+                   for i, st in sd["state"].items() for name, v in st.items()}
+        save_file(tensors, str(d / "optimizer.safetensors"))
+        meta["param_groups"] = sd["param_groups"]
+    save_file({"torch_rng": torch.get_rng_state()}, str(d / f"rng-rank{rank}.safetensors"))
+    (d / f"state-rank{rank}.json").write_text(json.dumps(meta))
+
+
+def load_state(d: Path, model, opt, rank: int) -> dict:
+    import torch
+    from safetensors.torch import load_file, load_model
+
+    load_model(model, str(d / "weights.safetensors"))
+    state: dict = {}
+    for name, v in load_file(str(d / "optimizer.safetensors")).items():
+        i, field = name.split(".", 1)
+        state.setdefault(int(i), {})[field] = v
+    groups = json.loads((d / "state-rank0.json").read_text())["param_groups"]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    torch.set_rng_state(load_file(str(d / f"rng-rank{rank}.safetensors"))["torch_rng"])
+    return json.loads((d / f"state-rank{rank}.json").read_text())
+
+
+def as_rng_state(s):
+    """A `random.Random` state read back from JSON."""
+    return (s[0], tuple(s[1]), s[2])
+
+
+def save_state_atomically(d: Path, *args, **kwargs):
+    """`save_state` into `d`, replacing what was there only once the new state is whole."""
+    import shutil
+
+    tmp = d.with_name(d.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_state(tmp, *args, **kwargs)
+    old = d.with_name(d.name + ".old")
+    if d.exists():
+        d.rename(old)
+    tmp.rename(d)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_state(d: str | Path | None) -> Path | None:
+    """`d` if it holds a whole saved state (or its previous copy, if a crash came between
+    the two renames of `save_state_atomically`)."""
+    if not d:
+        return None
+    d = Path(d)
+    for c in (d, d.with_name(d.name + ".old")):
+        if (c / "state-rank0.json").exists():
+            return c
+    return None

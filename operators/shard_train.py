@@ -5,7 +5,6 @@ budget of `steps * growth ** (iteration - 1)`."""
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import sys
@@ -107,9 +106,9 @@ def train_loop(config: dict):
     first = 0
     state_dir = _latest_checkpoint(config, ray_mode)
     if state_dir is not None:
-        state = load_state(state_dir, getattr(model, "module", model), opt, rank)
+        state = hf.load_state(state_dir, getattr(model, "module", model), opt, rank)
         first, order, losses = state["step"], state["order"], state["losses"]
-        rng.setstate(_as_rng_state(state["rng"]))
+        rng.setstate(hf.as_rng_state(state["rng"]))
         if rank == 0:
             print(f"  resumed training from the checkpoint at step {first} of {steps}",
                   file=sys.stderr, flush=True)
@@ -153,68 +152,28 @@ def train_loop(config: dict):
 
 # --- checkpoints: everything the loop needs to go on as if it had not stopped ----------
 
-def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: list[float],
-               rank: int = 0):
-    """Rank 0 writes the weights and optimizer (data-parallel ranks hold the same ones) as
-    safetensors (no pickle); every rank writes its own data order and RNG states."""
-    import torch
-    from safetensors.torch import save_file, save_model
-
-    d.mkdir(parents=True, exist_ok=True)
-    meta = {"step": step, "order": order, "rng": rng.getstate(), "losses": losses}
-    if rank == 0:
-        save_model(model, str(d / "weights.safetensors"))
-        sd = opt.state_dict()
-        tensors = {f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
-                   for i, st in sd["state"].items() for name, v in st.items()}
-        save_file(tensors, str(d / "optimizer.safetensors"))
-        meta["param_groups"] = sd["param_groups"]
-    save_file({"torch_rng": torch.get_rng_state()}, str(d / f"rng-rank{rank}.safetensors"))
-    (d / f"state-rank{rank}.json").write_text(json.dumps(meta))
-
-
-def load_state(d: Path, model, opt, rank: int) -> dict:
-    import torch
-    from safetensors.torch import load_file, load_model
-
-    load_model(model, str(d / "weights.safetensors"))
-    state: dict = {}
-    for name, v in load_file(str(d / "optimizer.safetensors")).items():
-        i, field = name.split(".", 1)
-        state.setdefault(int(i), {})[field] = v
-    groups = json.loads((d / "state-rank0.json").read_text())["param_groups"]
-    opt.load_state_dict({"state": state, "param_groups": groups})
-    torch.set_rng_state(load_file(str(d / f"rng-rank{rank}.safetensors"))["torch_rng"])
-    return json.loads((d / f"state-rank{rank}.json").read_text())
-
-
-def _as_rng_state(s):
-    return (s[0], tuple(s[1]), s[2])
-
-
 def _checkpoint(config, ray_mode: bool, rank: int, step: int, model, opt, order, rng, losses):
     """One checkpoint: every rank's files land in the same checkpoint directory."""
+    from . import hf
+
     if not ray_mode:
         if config.get("checkpoints"):
-            d = Path(config["checkpoints"])
-            tmp = d.with_name(d.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_state(tmp, model, opt, step, order, rng, losses)
-            shutil.rmtree(d, ignore_errors=True)
-            tmp.rename(d)
+            hf.save_state_atomically(Path(config["checkpoints"]), model, opt, step, order, rng,
+                                     losses)
         return
     import ray.train
     from ray.train import Checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
-        save_state(Path(tmp), model, opt, step, order, rng, losses, rank)
+        hf.save_state(Path(tmp), model, opt, step, order, rng, losses, rank)
         ray.train.report({"step": step}, checkpoint=Checkpoint.from_directory(tmp))
 
 
 def _latest_checkpoint(config, ray_mode: bool):
+    from . import hf
+
     if not ray_mode:
-        d = config.get("checkpoints")
-        return Path(d) if d and (Path(d) / "state-rank0.json").exists() else None
+        return hf.latest_state(config.get("checkpoints"))
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
@@ -222,7 +181,7 @@ def _latest_checkpoint(config, ray_mode: bool):
         return None
     d = Path(tempfile.mkdtemp())
     ckpt.to_directory(str(d))
-    return d if (d / "state-rank0.json").exists() else None
+    return hf.latest_state(d)
 
 
 def with_lora(model, lora: dict):

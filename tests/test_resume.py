@@ -247,3 +247,38 @@ def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
 
     assert model_hash(store) == model_hash(whole)
     assert not (store / "partial").exists() or not any((store / "partial").rglob("*.json"))
+
+
+def test_pretraining_the_char_model_resumes_from_its_checkpoint_with_the_same_weights(
+        tmp_path, monkeypatch):
+    import numpy as np
+
+    from operators import arith, charlm, hf
+
+    hf.set_threads(1)
+    tok = charlm.make_tokenizer()
+    corpus = arith.pretrain_examples(random.Random(0), 200, {1: 0.5, 2: 0.5}, 0.2)
+
+    def pretrain(state_dir, steps=6):
+        model = charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+        at = []
+        charlm.pretrain(model, tok, corpus, steps, batch_size=8, lr=3e-3, warmup=1, seed=0,
+                        state_dir=str(state_dir), checkpoint_every=2, resumed=at.append)
+        return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}, at
+
+    whole, at = pretrain(tmp_path / "a")
+    assert at == []
+    real = hf.save_state_atomically
+
+    def crash_after_step_4(d, model, opt, step, *a, **kw):
+        real(d, model, opt, step, *a, **kw)
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(hf, "save_state_atomically", crash_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tmp_path / "b")
+    monkeypatch.setattr(hf, "save_state_atomically", real)
+    resumed, at = pretrain(tmp_path / "b")
+    assert at == [4]
+    assert all(np.array_equal(whole[k], resumed[k]) for k in whole)
