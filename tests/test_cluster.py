@@ -113,6 +113,7 @@ def cluster():
            if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "STARDAG_STORE",
                         "RAY_AUTH_TOKEN_PATH")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # SIGTERM stops a node at once
                PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
                PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]))
     (gcs, dash, client, *rest) = _free_ports(15)
