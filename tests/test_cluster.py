@@ -298,12 +298,14 @@ def test_a_submitted_job_runs_to_the_end_with_the_artifacts_of_a_local_run(clust
 def test_a_failing_job_exits_as_stardag_run_would(cluster, tmp_path):
     d = project(tmp_path)
     store = tmp_path / "store"
+    job = f"broken-{secrets.token_hex(4)}"
     r = cluster.cli("submit", "spec.yaml", "--address", cluster.jobs, "--store", store,
-                    "--set", "stages.broken.params.fail=true", "--until", "broken", cwd=d)
+                    "--set", "stages.broken.params.fail=true", "--until", "broken",
+                    "--job-id", job, cwd=d)
     assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0] == job
     assert "stage 'broken' (op engine_ops:Fail) failed" in r.stdout
-    assert "FAILED" in r.stderr
-    job = r.stdout.strip().splitlines()[0]
+    assert f"job {job} FAILED" in r.stderr
     r = cluster.cli("status", job, "--address", cluster.jobs)
     assert r.returncode == 1 and "FAILED" in r.stdout
 
@@ -424,3 +426,13 @@ def test_the_address_comes_from_the_option_or_rays_variables(monkeypatch):
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://b:8265")
     assert sub.job_server_address(None) == "http://b:8265"
     assert sub.job_server_address("http://c:8265") == "http://c:8265"
+
+
+@pytest.mark.parametrize("command", ["submit", "status", "logs"])
+def test_the_job_commands_have_help_with_an_example(command):
+    from click.testing import CliRunner
+
+    from stardag.cli import main
+
+    out = CliRunner().invoke(main, [command, "--help"])
+    assert out.exit_code == 0 and "Example:" in out.output
