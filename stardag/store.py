@@ -70,6 +70,17 @@ class Staging:
         return d
 
 
+def _recorded_key(m: dict) -> str | None:
+    """The key that the parts a manifest records hash to (None if it lacks them)."""
+    from .fingerprint import stage_key
+
+    try:
+        return stage_key(m["target"], m["version"], m["code"], m["params"],
+                         {k: v["content_hash"] for k, v in m["inputs"].items()})
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
 _LEASE_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
 
 
@@ -104,7 +115,7 @@ class ShardLog:
                     return None
                 return pq.read_table(path, page_checksum_verification=True)
             with self.store.fs.open_input_stream(path) as f:
-                data = f.read()
+                data = f.read_buffer()
             return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
         except FileNotFoundError:
             return None
@@ -208,6 +219,9 @@ class Store:
             raise CorruptArtifact(key, "manifest unreadable or not for this key")
         if m.get("format") != FORMAT_VERSION:
             raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
+        if _recorded_key(m) != key:
+            raise CorruptArtifact(key, "manifest does not hash to its key (its operator, "
+                                       "params or inputs were edited)")
         files = m["files"]
         base = self._files(key, m)
         for rel, meta in files.items():
@@ -259,8 +273,8 @@ class Store:
         tables = []
         for rel in parts:
             with self.fs.open_input_stream(f"{self._files(key, m)}/{rel}") as f:
-                data = f.read()
-            if xxhash.xxh3_128(data).hexdigest() != m["files"][rel]["xxh3"]:
+                data = f.read_buffer()  # Arrow-owned: no Python bytes for Arrow's threads to free
+            if xxhash.xxh3_128(memoryview(data)).hexdigest() != m["files"][rel]["xxh3"]:
                 self.quarantine(key, f"file {rel} does not match its checksum")
                 raise CorruptArtifact(key, f"file {rel} does not match its checksum")
             try:
@@ -456,6 +470,11 @@ class Store:
             except ProcessLookupError:
                 return True
             except PermissionError:
+                pass
+            try:  # killed but not yet reaped by its parent: as dead
+                with open(f"/proc/{lease['pid']}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except (OSError, IndexError):
                 pass
         return False
 

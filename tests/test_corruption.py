@@ -170,14 +170,6 @@ DAMAGE = {
     ),
 }
 
-EDITED_PARAMS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="Store._check_shallow (stardag/store.py) checks that a manifest names its key, "
-    "its format and its files' sizes, not that the key is the hash of the parts the "
-    "manifest records (target, version, code, params, inputs' content hashes): a manifest "
-    "whose params were edited is served as it is",
-)
-
 
 CASES = [
     pytest.param(
@@ -185,7 +177,6 @@ CASES = [
         damage,
         message,
         id=name,
-        marks=[EDITED_PARAMS_XFAIL] if name == "edited-params-in-manifest" else [],
     )
     for name, (stage, damage, message) in DAMAGE.items()
 ]

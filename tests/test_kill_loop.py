@@ -7,14 +7,12 @@ import random
 import sys
 from pathlib import Path
 
-import pytest
-
 from test_pipeline_e2e import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from kill_loop import kill_loop  # noqa: E402
+from kill_loop import kill_loop
 
 # the trainer in-process and no Ray executor: the kills land in the stages, not in Ray's
 # start-up (bench/kill_loop.py runs the default pipeline as it is, on Ray)

@@ -133,7 +133,10 @@ class _Wrapped:
 def test_two_publishers_of_one_key_leave_one_valid_artifact(s3):
     import pyarrow as pa
 
-    key = "ef" * 32
+    from stardag.fingerprint import stage_key
+
+    parts = {"target": "t:T", "version": "1", "code": "c", "params": {}, "inputs": {}}
+    key = stage_key("t:T", "1", "c", {}, {})
     barrier = threading.Barrier(2)
     errors = []
 
@@ -144,7 +147,7 @@ def test_two_publishers_of_one_key_leave_one_valid_artifact(s3):
             # different bytes on purpose: a non-deterministic stage run twice
             out = store.write_table(staging, "table", pa.table({"x": [value] * 1000}))
             barrier.wait()
-            store.publish(staging, {"outputs": {"table": out}})
+            store.publish(staging, {**parts, "outputs": {"table": out}})
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
