@@ -160,8 +160,8 @@ stages:
   train:
     op: shard_train
     inputs: {base: base, examples: examples}
-    params: {steps: 200, lr: 1.0e-3, warmup: 0, batch_size: 8, max_length: 96,
-             checkpoint_every: 10, workers: 2, cpus_per_worker: 1}
+    params: {steps: 100, lr: 1.0e-3, warmup: 0, batch_size: 8, max_length: 96,
+             checkpoint_every: 25, workers: 2, cpus_per_worker: 1}
 """
 
 
