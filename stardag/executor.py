@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import CorruptArtifact, InputError, StageFailed, StardagError
+from .errors import CorruptArtifact, InputError, StageFailed, StardagError, StoreError
 from .fingerprint import code_fingerprint
 from .graph import Graph, Node
 from .planner import input_hashes, node_key, stale_causes
@@ -69,15 +69,26 @@ def run_stage(payload: dict) -> dict:
         if staging:
             store.discard(staging)
         return {"error": str(e), "corrupt": e.key}
+    except StoreError as e:  # the store failed (full, read-only, gone): its message says how
+        if staging:
+            store.discard(staging)
+        return {"error": str(e)}
     except InputError as e:  # the user's input is wrong: the message says where, no traceback
         if staging:
             store.discard(staging)
         return {"error": str(e), "bad_input": True}
     except BaseException as e:  # the operator's failure is reported, not raised through Ray
-        if staging:
-            store.discard(staging)
         if isinstance(e, KeyboardInterrupt):
+            if staging:
+                store.discard(staging)
             raise
+        if staging:
+            try:
+                staging.check()  # an operator failing to write, because the store went away
+            except StoreError as lost:
+                return {"error": str(lost)}
+            finally:
+                store.discard(staging)
         return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 

@@ -32,6 +32,7 @@ from .errors import CorruptArtifact, StoreError
 from .fingerprint import FORMAT_VERSION
 
 MANIFEST = "manifest.json"
+STAGING_MARK = ".staging"  # made by `begin`; its absence at publish means the staging was lost
 
 
 def resolve_root(uri: str):
@@ -52,8 +53,15 @@ def resolve_root(uri: str):
 
 def _oserror(action: str, e: OSError) -> StoreError:
     reason = {errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
-              errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded"}
-    return StoreError(f"store: cannot {action}: {reason.get(e.errno, e.strerror or str(e))}"
+              errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded",
+              errno.EFBIG: "file size limit exceeded", errno.ENOENT: "no such file or directory"}
+    code = e.errno
+    if code is None:  # pyarrow's errors carry the errno in their text only
+        import re
+
+        found = re.search(r"\[errno (\d+)\]", str(e))
+        code = int(found.group(1)) if found else None
+    return StoreError(f"store: cannot {action}: {reason.get(code, e.strerror or str(e))}"
                       + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
 
 
@@ -66,8 +74,17 @@ class Staging:
 
     def output_dir(self, name: str) -> Path:
         d = self.path / name
-        d.mkdir(parents=True, exist_ok=True)
+        self.check()
+        d.mkdir(exist_ok=True)
         return d
+
+    def check(self):
+        """The staging directory must still be the one `begin` made: if the store (or its
+        tmp/) was deleted under the run, whatever the stage wrote before is gone with it,
+        and publishing what is left would make an incomplete artifact look whole."""
+        if not (self.path / STAGING_MARK).exists():
+            raise StoreError(f"store: the staging directory of this stage vanished while it ran "
+                             f"({self.path}): was the store deleted or cleaned under the run?")
 
 
 def _recorded_key(m: dict) -> str | None:
@@ -325,6 +342,7 @@ class Store:
             path = Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag")) / "tmp" / name
         try:
             path.mkdir(parents=True)
+            (path / STAGING_MARK).touch()
         except OSError as e:
             raise _oserror("create a staging directory", e) from None
         return Staging(key, path)
@@ -358,6 +376,12 @@ class Store:
         another run published the same key meanwhile, keep theirs."""
         from .content_hash import file_hash
 
+        try:
+            staging.check()
+            (staging.path / STAGING_MARK).unlink()
+        except StoreError:
+            self.discard(staging)
+            raise
         files = {}
         for p in sorted(staging.path.rglob("*")):
             if p.is_file():
