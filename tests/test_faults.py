@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import TESTS, write
 
 from stardag.store import Store
-from support import TESTS, write
 
 SPEC = """
 name: faults
