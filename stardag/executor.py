@@ -224,6 +224,7 @@ class RayRunner:
             ray.init(**ray_init_kwargs(address))
         self._task = ray.remote(run_stage)
         self._inflight: dict[Any, str] = {}
+        self._refused: list[tuple[str, dict]] = []
 
     def submit(self, node_id: str, payload: dict, node: Node):
         r = node.resources
@@ -236,9 +237,32 @@ class RayRunner:
             options["memory"] = r.memory
         if r.custom:
             options["resources"] = dict(r.custom)
+        need = {k: v for k, v in {"CPU": r.cpus, "GPU": r.gpus, "memory": r.memory,
+                                  **(r.custom or {})}.items() if v}
+        if not self._fits(need):
+            have = "; ".join(", ".join(f"{k} {v:g}" for k, v in sorted(n.items())
+                                       if not k.startswith(("node:", "object_store")))
+                             for n in self._nodes())
+            wanted = ", ".join(f"{k} {v:g}" for k, v in need.items())
+            if self.started_here:  # nothing will ever add a node: say so now
+                self._refused.append((node_id, {"error": (
+                    f"it needs {wanted}, and no node of this Ray has that much ({have}): "
+                    "lower the stage's resources, or run it on a cluster with --address")}))
+                return
+            print(f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
+                  "waiting for one (an autoscaler) to join", file=sys.stderr, flush=True)
         self._inflight[self._task.options(**options).remote(payload)] = node_id
 
+    def _nodes(self) -> list[dict]:
+        return [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+
+    def _fits(self, need: dict) -> bool:
+        return any(all(res.get(k, 0) >= v for k, v in need.items()) for res in self._nodes())
+
     def wait(self, timeout: float | None = None) -> list[tuple[str, dict]]:
+        if self._refused:
+            out, self._refused = self._refused, []
+            return out
         ready, _ = self.ray.wait(list(self._inflight), num_returns=1, timeout=timeout)
         out = []
         for ref in ready:
@@ -250,7 +274,7 @@ class RayRunner:
         return out
 
     def busy(self) -> int:
-        return len(self._inflight)
+        return len(self._inflight) + len(self._refused)
 
     def close(self):
         if self.started_here:

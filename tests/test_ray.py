@@ -47,3 +47,8 @@ def test_stages_run_as_ray_tasks_and_match_a_local_run(tmp_path):
     # a failure on Ray is the operator's error, with its stage
     with pytest.raises(stardag.errors.StageFailed, match="broken.*told to fail"):
         run(spec, "stages.broken.params.fail=true", executor="ray", store=str(tmp_path / "ray-store"))
+    # a stage asking for more than any node of the embedded Ray has fails at once, by name
+    with pytest.raises(stardag.errors.StageFailed,
+                       match=r"stage 'left'.*needs CPU 1, GPU 1, and no node of this Ray"):
+        run(spec, "stages.left.resources.gpus=1", "stages.left.params.factor=4", executor="ray",
+            store=str(tmp_path / "ray-store"))
