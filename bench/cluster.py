@@ -91,19 +91,23 @@ def content_hash(spec: Path, store: Path) -> str:
     import stardag as sd
     from stardag.store import Store
 
-    entry = next(e for e in sd.plan(spec, store=store) if e.node == "samples")
+    entry = next(e for e in sd.plan(spec, overrides=KILL_SIZE, store=store) if e.node == "samples")
     return Store(store).manifest(entry.key)["outputs"]["samples"]["content_hash"]
+
+
+# the resume test's spec, with more problems and smaller shards: ~1,600 samples in 25 shards
+KILL_SIZE = ["stages.problems.params.train_per_digit=400", "stages.samples.params.shard_size=64"]
 
 
 def kills(work: Path, n: int, seed: int) -> dict:
     spec = work / "resume.yaml"
     spec.write_text(SAMPLE_SPEC)
     base = work / "base"
-    stardag(spec, "--until", "prompts", "--executor", "local", store=base)
-    stardag(spec, "--until", "base", "--executor", "local", store=base)
+    stardag(spec, "--until", "prompts", "--executor", "local", store=base, overrides=KILL_SIZE)
+    stardag(spec, "--until", "base", "--executor", "local", store=base, overrides=KILL_SIZE)
     whole = work / "whole"
     shutil.copytree(base, whole)
-    t_whole = stardag(spec, "--executor", "local", store=whole)
+    t_whole = stardag(spec, "--executor", "local", store=whole, overrides=KILL_SIZE)
     expected = content_hash(spec, whole)
     store = work / "killed"
     shutil.copytree(base, store)
@@ -112,11 +116,12 @@ def kills(work: Path, n: int, seed: int) -> dict:
     for _ in range(n):
         before = len(shard_files(store))
         proc = subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", str(spec), "--store",
-                                 str(store), "--executor", "local", "-q"], env=ENV,
+                                 str(store), "--executor", "local", "-q",
+                                 *[a for o in KILL_SIZE for a in ("--set", o)]], env=ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while len(shard_files(store)) <= before + 1 and proc.poll() is None:
+        while len(shard_files(store)) <= before and proc.poll() is None:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.6))
+        time.sleep(rng.uniform(0, 1.5))
         if proc.poll() is not None:
             break  # finished before the kill: no more kills to make
         proc.send_signal(signal.SIGKILL)
@@ -129,7 +134,7 @@ def kills(work: Path, n: int, seed: int) -> dict:
         rows.append({"shards_committed": len(files), "seconds_since_last_shard": round(killed_at - times[-1], 3),
                      "shard_interval_s": round(interval, 3), "lost_shards": round(lost, 2)})
         print(f"kill: {len(files)} shards committed, lost {lost:.2f} shard(s) of work", flush=True)
-    t_resume = stardag(spec, "--executor", "local", store=store)
+    t_resume = stardag(spec, "--executor", "local", store=store, overrides=KILL_SIZE)
     got = content_hash(spec, store)
     return {"kills": rows, "max_lost_shards": max(r["lost_shards"] for r in rows),
             "uninterrupted_run_s": round(t_whole, 2), "final_resume_run_s": round(t_resume, 2),
@@ -150,6 +155,8 @@ def main():
         if not args.skip_pipeline:
             results["store"] = pipeline(work)
         results["kill_during_sampling"] = kills(work, args.kills, args.seed)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=1))

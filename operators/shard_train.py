@@ -94,7 +94,8 @@ def train_loop(config: dict):
     elif config["use_gpu"]:
         device = "cuda"
         model.to(device)
-    shard = config["examples"][rank::world]
+    # fewer examples than workers: every worker takes them all rather than none
+    shard = config["examples"][rank::world] or config["examples"]
     data = hf.encode_examples(tok, shard, config["max_length"])
     rng = random.Random(config["seed"] * 1000 + rank)
     trainable = [q for q in model.parameters() if q.requires_grad]
