@@ -5,11 +5,10 @@ into the question text, '(A) ignore (B) enforce ...', as the paper's prompts do,
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-
-from stardag.operator import Dataset, FilePath, Operator, Params
+from stardag.operator import Dataset, Operator
 
 from .arithmetic import PROBLEMS
+from .datafiles import SourceParams
 
 
 def csqa_row(raw: dict, where: str) -> dict:
@@ -39,19 +38,7 @@ class CommonsenseQA(Operator):
     version = "1"
     outputs = {"train": Dataset(PROBLEMS), "heldout": Dataset(PROBLEMS)}
 
-    class Params(Params):
-        path: FilePath | None = None
-        hf_dataset: str | None = None   # e.g. "tau/commonsense_qa"
-        seed: int = 0
-        train_size: int | None = Field(None, ge=1)
-        heldout_size: int = Field(200, ge=1)
-
-        @model_validator(mode="after")
-        def _one_source(self):
-            if (self.path is None) == (self.hf_dataset is None):
-                raise ValueError("give exactly one of `path` (a JSON Lines file) and "
-                                 "`hf_dataset`")
-            return self
+    Params = SourceParams
 
     def run(self, ctx):
         from .datafiles import frames, load_problems, split

@@ -7,7 +7,25 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from stardag.operator import InputError
+from pydantic import Field, model_validator
+
+from stardag.operator import FilePath, InputError, Params
+
+
+class SourceParams(Params):
+    """Params of a problem source read from a file or a Hugging Face dataset."""
+
+    path: FilePath | None = None
+    hf_dataset: str | None = None   # e.g. "openai/gsm8k" (needs `datasets` and a network)
+    seed: int = 0
+    train_size: int | None = Field(None, ge=1)
+    heldout_size: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.hf_dataset is None):
+            raise ValueError("give exactly one of `path` (a JSON Lines file) and `hf_dataset`")
+        return self
 
 
 class DataError(InputError, ValueError):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from support import TESTS, write
+from test_pipeline_e2e import SMALL as E2E_SMALL
 
 import stardag
 from stardag import api
@@ -325,19 +326,8 @@ def test_the_job_server_wants_the_clusters_token(cluster, tmp_path):
 
 # --- the default pipeline as a job --------------------------------------------------------
 
-SMALL = [  # tests/test_pipeline_e2e.py's size, with the base on one CPU (a node has one)
-    "stages.problems.params.digits=[1, 2]",
-    "stages.problems.params.train_per_digit=8",
-    "stages.problems.params.heldout_per_digit=8",
-    "stages.base.params.steps=400",
-    "stages.base.params.n_layer=1",
-    "stages.base.params.n_embd=64",
-    "stages.base.params.corpus_size=5000",
-    "stages.base.params.mix={1: 0.5, 2: 0.5}",
-    "loop.iterations=2",
-    "loop.stages.train.params.steps=4",
-    "stages.base.resources.cpus=1",
-]
+# tests/test_pipeline_e2e.py's size, with the base on one CPU (a node has one)
+SMALL = [*E2E_SMALL, "stages.base.resources.cpus=1"]
 
 
 @pytest.mark.ray
