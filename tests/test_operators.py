@@ -153,6 +153,26 @@ def test_hint_rationalize_samples_only_failures_and_removes_the_hint(model_dir):
         assert arith.parse_answer(row["completion"]) == row["answer"]
 
 
+def test_hint_rationalize_resumes_from_its_shards_with_the_same_output(model_dir):
+    p = prompts()
+    verified = Verify().run(ctx(Verify), Sample().run(ctx(Sample, max_new_tokens=20), model_dir, p))
+    params = dict(max_new_tokens=20, n=4, temperature=1.0, batch_size=4, shard_size=4)
+
+    def rationalize(log):
+        c = ctx(HintRationalize, **params)
+        c._shards = lambda name: log
+        return HintRationalize().run(c, model_dir, p, verified)
+
+    whole = rationalize(_Log())
+    log = _Log(crash_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        rationalize(log)
+    log.crash_after, log.computed = None, []
+    resumed = rationalize(log)
+    assert resumed.equals(whole)
+    assert log.computed and 0 not in log.computed and 1 not in log.computed
+
+
 def _verified(rows):
     return pl.DataFrame([{"id": i, "question": "1+1", "answer": "2", "prompt": "1+1\n",
                           "sample_index": k, "completion": c, "prompt_tokens": 4,
