@@ -190,6 +190,10 @@ class Store:
             raise CorruptArtifact(key, f"manifest names a bad data directory {data!r}")
         return f"{self._obj(key)}/{data}"
 
+    def _partial(self, key: str) -> str:
+        """`<root>/partial/<key[:2]>/<key>`: the shards and checkpoints of a running stage."""
+        return self._obj(key).replace("/objects/", "/partial/", 1)
+
     def _named(self, kind: str, *parts: str) -> str:
         """`<root>/<kind>/<part>/.../<last>.json` for names that cannot leave the root."""
         for part in parts:
@@ -523,11 +527,11 @@ class Store:
 
     # --- partial results of a running stage, kept across a crash -------------------------
     def shards(self, key: str, name: str) -> ShardLog:
-        return ShardLog(self, f"{self._obj(key).replace('/objects/', '/partial/', 1)}", name)
+        return ShardLog(self, self._partial(key), name)
 
     def drop_partial(self, key: str):
         """Forget the shards of `key` (its artifact is published)."""
-        path = self._obj(key).replace("/objects/", "/partial/", 1)
+        path = self._partial(key)
         if self.local is not None:
             shutil.rmtree(path, ignore_errors=True)
             return

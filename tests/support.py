@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import stardag
@@ -37,12 +38,31 @@ def run(spec, *overrides, **kw):
     return stardag.run(spec, overrides=list(overrides), **kw)
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a `stardag` process that can import the test operators."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            **extra}
+
+
+def cli_command(*args) -> list[str]:
+    """The real `stardag` command, for subprocess."""
+    return [sys.executable, "-m", "stardag.cli", *map(str, args)]
+
+
 def cli(*args, env=None, cwd=None, timeout=120):
     """The real `stardag` command in a fresh process."""
-    e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "stardag.cli", *map(str, args)], env=e, cwd=cwd,
+    return subprocess.run(cli_command(*args), env=cli_env(**(env or {})), cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def until(cond, timeout: float = 60.0, what: str = "condition", every: float = 0.05):
+    """Wait for `cond()` to hold; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def store_files(root: Path) -> set[str]:

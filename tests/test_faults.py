@@ -10,12 +10,11 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from support import TESTS, write
+from support import cli_command, cli_env, write
 
 from stardag.store import Store
 
@@ -35,11 +34,10 @@ stages:
 
 
 def run(spec: Path, store: Path, preexec=None, prefix=()) -> subprocess.CompletedProcess:
-    e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    e = cli_env()
     e.pop("STARDAG_TEST_CALLS", None)
-    return subprocess.run([*prefix, sys.executable, "-m", "stardag.cli", "run", str(spec),
-                           "--store", str(store), "--executor", "local"], env=e,
-                          capture_output=True, text=True, preexec_fn=preexec, timeout=120)
+    return subprocess.run([*prefix, *cli_command("run", spec, "--store", store, "--executor", "local")],
+                          env=e, capture_output=True, text=True, preexec_fn=preexec, timeout=120)
 
 
 def errors(err: str) -> list[str]:
@@ -152,10 +150,8 @@ def test_the_store_deleted_under_a_running_run_is_one_error_and_the_next_run_rec
         """)
     store, block = tmp_path / "store", tmp_path / "block"
     block.touch()
-    e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-         "STARDAG_TEST_BLOCK": str(block)}
-    proc = subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", str(spec), "--store",
-                             str(store), "--executor", "local"], env=e, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cli_command("run", spec, "--store", store, "--executor", "local"),
+                            env=cli_env(STARDAG_TEST_BLOCK=str(block)), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 60
     while not list((store / "tmp").glob("*/blob/half.bin")) and time.monotonic() < deadline:

@@ -5,15 +5,13 @@ a crash leaves nothing that blocks."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from support import TESTS, write
+from support import cli_command, cli_env, until, write
 
 from stardag.store import Store
 
@@ -34,20 +32,9 @@ KEY = "ab" * 32
 
 
 def start(spec: Path, store: Path, calls: Path, block: Path, log: Path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "STARDAG_TEST_CALLS": str(calls), "STARDAG_TEST_BLOCK": str(block)}
-    return subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", str(spec), "--store",
-                             str(store), "--executor", "local"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-
-
-def until(cond, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    env = cli_env(STARDAG_TEST_CALLS=str(calls), STARDAG_TEST_BLOCK=str(block))
+    return subprocess.Popen(cli_command("run", spec, "--store", store, "--executor", "local"),
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 
 
 def calls_of(path: Path) -> list[str]:

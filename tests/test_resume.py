@@ -9,12 +9,11 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from support import TESTS, write
+from support import cli_command, cli_env, until, write
 
 from stardag.store import Store
 
@@ -42,10 +41,8 @@ stages:
 
 
 def stardag(*args, store: Path, **popen):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", *map(str, args),
-                             "--store", str(store)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(cli_command("run", *args, "--store", store), env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def finish(proc, timeout=300) -> str:
@@ -82,12 +79,7 @@ def prepared(tmp_path_factory):
 
 
 def _until(cond, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
+    until(cond, timeout, every=0.02)
 
 
 def test_a_killed_driver_resumes_from_its_committed_shards(prepared, tmp_path):

@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import Calls, run, write
+from support import Calls, run, until, write
 from test_leases import SPEC as SLOW_SPEC
-from test_leases import calls_of, start, until
+from test_leases import calls_of, start
 
 from stardag.store import Store
 
