@@ -63,6 +63,10 @@ def load(path: str, dtype: str = "float32", device: str = "cpu"):
     return model, tok
 
 
+# a committed shard of samples: prompt index, sample index, completion, token counts
+SHARD_COLUMNS = ("i", "k", "text", "pt", "ct")
+
+
 def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
              top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
              batch_size: int = 64, seed: int = 0,
@@ -94,11 +98,10 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
     if shards is not None:
         for si in sorted(set(shard_of.values())):
             table = shards.get(si)
-            if table is None or set(table.column_names) != {"i", "k", "text", "pt", "ct"}:
+            if table is None or table.column_names != list(SHARD_COLUMNS):
                 continue
             resumed.add(si)
-            for i, k, text, pl_, cl in zip(*(table.column(c).to_pylist()
-                                             for c in ("i", "k", "text", "pt", "ct"))):
+            for i, k, text, pl_, cl in zip(*(table.column(c).to_pylist() for c in SHARD_COLUMNS)):
                 out[i][k] = (text, pl_, cl)
         if resumed and log:
             log(f"resumed {len(resumed)} of {len(set(shard_of.values()))} shards committed "
@@ -126,8 +129,8 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
                 shard_rows.append((i, k, *out[i][k]))
                 done_tokens += cl
             if shards is not None and (b + 1 == len(starts) or shard_of[b + 1] != shard_of[b]):
-                shards.put(shard_of[b], pa.table(dict(zip(("i", "k", "text", "pt", "ct"),
-                                                          map(list, zip(*shard_rows))))))
+                columns = map(list, zip(*shard_rows))
+                shards.put(shard_of[b], pa.table(dict(zip(SHARD_COLUMNS, columns))))
                 shard_rows = []
             if progress:
                 elapsed = time.monotonic() - t0

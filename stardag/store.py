@@ -87,6 +87,11 @@ class Staging:
                              f"({self.path}): was the store deleted or cleaned under the run?")
 
 
+def _local_cache() -> Path:
+    """Where a remote store's models are copied to and its stagings are made."""
+    return Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag"))
+
+
 def _recorded_key(m: dict) -> str | None:
     """The key that the parts a manifest records hash to (None if it lacks them)."""
     from .fingerprint import stage_key
@@ -317,7 +322,7 @@ class Store:
             raise
         if self.local is not None:
             return Path(self._obj(key)) / output
-        cache = Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag"))
+        cache = _local_cache()
         dest = cache / key / output
         if not (dest / ".complete").exists():
             import pyarrow.fs as pafs
@@ -343,7 +348,7 @@ class Store:
         if self.local is not None:
             path = self.local / "tmp" / name
         else:
-            path = Path(os.environ.get("STARDAG_CACHE", Path.home() / ".cache" / "stardag")) / "tmp" / name
+            path = _local_cache() / "tmp" / name
         try:
             path.mkdir(parents=True)
             (path / STAGING_MARK).touch()
