@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import SpecError
+from .errors import SpecError, StardagError
 from .graph import Graph, compile_spec
 from .planner import PlanEntry, make_plan
 from .spec import load_spec
@@ -128,3 +129,115 @@ def read(spec_path: str | os.PathLike, stage: str, iteration: int | None = None,
     if outputs[output]["kind"] == "dataset":
         return pl.from_arrow(ld.store.read_table(manifest["key"], output))
     return ld.store.model_dir(manifest["key"], output)
+
+
+@dataclass
+class Collected:
+    """What `gc` deletes (or, dry, would): artifacts with their stage and size."""
+
+    store: str
+    deleted: list[dict]  # {key, spec, stage, iteration, size}
+    kept: int
+    dry_run: bool
+
+    @property
+    def freed(self) -> int:
+        return sum(d["size"] for d in self.deleted)
+
+
+def reachable(graph: Graph, store: Store) -> set[str]:
+    """Every key a run of `graph` would reach: those of its cached stages, those of stages
+    that would run because an artifact is missing, and those below them. The output of a
+    missing stage is predicted from what it produced before (its ref, or the inputs that
+    artifacts computed from it record): re-running it reproduces those bytes, and the work
+    below stays reachable."""
+    from .planner import node_key
+
+    used_as: dict[tuple[str, str, str], set[str]] = {}  # (key, consumer stage, input) -> hashes
+    for m in store.artifacts():
+        if not isinstance(m, dict):
+            continue
+        inputs = m.get("inputs") if isinstance(m.get("inputs"), dict) else {}
+        for inp, src in inputs.items():
+            if isinstance(src, dict) and isinstance(src.get("key"), str):
+                used_as.setdefault((src["key"], m.get("stage"), inp), set()).add(src.get("content_hash"))
+    keys: set[str] = set()
+    outputs: dict[str, dict[str, set[str]]] = {}  # node -> output -> possible content hashes
+    for node in graph.nodes.values():
+        choices = [[(inp, h) for h in outputs.get(src, {}).get(out, ())]
+                   for inp, (src, out) in node.inputs.items()]
+        if any(not c for c in choices):
+            continue  # an input nothing can tell: neither are the stages below
+        produced: dict[str, set[str]] = {}
+        for combo in itertools.islice(itertools.product(*choices), 64):
+            key = node_key(node, dict(combo)).digest
+            keys.add(key)
+            m = store.manifest(key)
+            if m is not None:
+                for out, meta in m["outputs"].items():
+                    produced.setdefault(out, set()).add(meta["content_hash"])
+                continue
+            ref = store.read_ref(graph.name, node.id)
+            if isinstance(ref, dict) and ref.get("key") == key and isinstance(ref.get("outputs"), dict):
+                for out, h in ref["outputs"].items():
+                    produced.setdefault(out, set()).add(h)
+            for consumer in graph.nodes.values():
+                for inp, (src, out) in consumer.inputs.items():
+                    if src == node.id:
+                        produced.setdefault(out, set()).update(
+                            used_as.get((key, consumer.stage, inp), ()))
+        outputs[node.id] = produced
+    return keys
+
+
+def gc(keep: Sequence[str | os.PathLike], store: str | None = None,
+       dry_run: bool = False) -> Collected:
+    """Delete every artifact that none of the `keep` specs reaches (see `reachable`), the
+    shards of stages they would not run, and the quarantine. The store is `store`, else the
+    one the specs name; a `$STARDAG_STORE` that disagrees with a spec's `store:` is refused
+    rather than guessed."""
+    if not keep:
+        raise StardagError("name the specs whose artifacts to keep: stardag gc --keep SPEC ...")
+    loaded = [load(spec, store=store) for spec in keep]
+    uris = {ld.store.uri for ld in loaded}
+    if len(uris) != 1:
+        raise StardagError(f"the specs use different stores ({', '.join(sorted(uris))}); "
+                        "collect one store at a time with --store")
+    env = os.environ.get("STARDAG_STORE")
+    if not store and env:
+        for spec, ld in zip(keep, loaded):
+            own = ld.graph.loaded.spec.store
+            spec_path = ld.graph.loaded.path
+            if own and not _same_place(own if "://" in own else str(spec_path.parent / own), env):
+                raise StardagError(f"$STARDAG_STORE is {env}, but {spec} says store: {own}; "
+                                "name the store to clean with --store")
+    st = loaded[0].store
+    keys: set[str] = set()
+    for ld in loaded:
+        keys |= reachable(ld.graph, st)
+    deleted, kept = [], 0
+    for m in list(st.artifacts()):
+        if not isinstance(m, dict) or not isinstance(m.get("key"), str):
+            continue
+        if m["key"] in keys:
+            kept += 1
+            continue
+        files = m.get("files") if isinstance(m.get("files"), dict) else {}
+        deleted.append({"key": m.get("key"), "spec": m.get("spec"), "stage": m.get("stage"),
+                        "iteration": m.get("iteration"),
+                        "size": sum(f.get("size", 0) for f in files.values() if isinstance(f, dict))})
+        if not dry_run:
+            st.delete(m["key"])
+    if not dry_run:
+        st.clean_tmp()
+        st.fs.delete_dir_contents(f"{st.root}/quarantine", missing_dir_ok=True)
+        for key in st.partial_keys():  # shards of stages a kept spec would still run stay
+            if key not in keys:
+                st.drop_partial(key)
+    return Collected(st.uri, deleted, kept, dry_run)
+
+
+def _same_place(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)

@@ -89,7 +89,8 @@ def plan(spec, overrides, force, until, store, as_json):
     """Show, per stage and iteration, whether it is cached or will run, and why.
 
     \b
-    Causes: new, code, params, inputs, forced, missing.
+    Causes: new, code (naming each definition that changed), libraries (with
+    `libraries_in_key: true`), params, inputs, forced, missing.
     Example:
       stardag plan pipelines/star.yaml --set loop.stages.train.params.lr=1e-3
     """
@@ -104,8 +105,11 @@ def plan(spec, overrides, force, until, store, as_json):
         if e.status == "cached":
             click.echo(f"  {e.node:<{width}}  cached")
         else:
+            more = f"\n  {'':<{width}}          ... {len(e.details) - 8} more" if len(e.details) > 8 else ""
             click.echo(f"  {e.node:<{width}}  run     ({', '.join(e.causes)})"
-                       + "".join(f"\n  {'':<{width}}          {d}" for d in e.details[:6]))
+                       + "".join(f"\n  {'':<{width}}          {d}" for d in e.details[:8]) + more)
+        for note in e.notes:
+            click.echo(f"  {'':<{width}}          note: {note}")
     n = sum(e.status == "run" for e in entries)
     click.echo(f"{n} to run, {len(entries) - n} cached")
 
@@ -192,44 +196,28 @@ def dag(spec, overrides, mermaid):
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
 @_errors
 def gc(keep, store, dry_run):
-    """Delete the artifacts that none of the given specs reaches.
+    """Delete the artifacts that none of the given specs reaches. Kept: everything a run of
+    a kept spec would use, including the work below a stage whose artifact is missing
+    (re-running it gives the same bytes). The store cleaned is printed first; with
+    $STARDAG_STORE set and a spec naming another `store:`, pass --store to choose.
 
     \b
     Example:
       stardag gc --keep pipelines/star.yaml --keep pipelines/star_no_rationalization.yaml
+      stardag gc --keep pipelines/star.yaml --dry-run     # list what would go
     """
     from . import api
-    from .planner import make_plan
 
-    if not keep:
-        raise StardagError("name the specs whose artifacts to keep: stardag gc --keep SPEC ...")
-    keys, stores, resumable = set(), set(), set()
-    for spec in keep:
-        ld = api.load(spec, store=store)
-        stores.add(ld.store.uri)
-        entries = make_plan(ld.graph, ld.store)
-        keys |= {e.key for e in entries if e.status == "cached"}
-        resumable |= {e.key for e in entries if e.key}
-    if len(stores) != 1:
-        raise StardagError(f"the specs use different stores ({', '.join(sorted(stores))}); "
-                           "collect one store at a time with --store")
-    st = ld.store
-    freed = n = 0
-    for m in list(st.artifacts()):
-        if m["key"] not in keys:
-            size = sum(f["size"] for f in m["files"].values())
-            if not dry_run:
-                st.delete(m["key"])
-            freed, n = freed + size, n + 1
-    if not dry_run:
-        st.clean_tmp()
-        st.fs.delete_dir_contents(f"{st.root}/quarantine", missing_dir_ok=True)
-        # shards of stages the kept specs would still run are kept for resuming
-        for key in st.partial_keys():
-            if key not in resumable:
-                st.drop_partial(key)
-    verb = "would free" if dry_run else "freed"
-    click.echo(f"{n} artifacts deleted, {len(keys)} kept; {verb} {_size(freed)}")
+    out = api.gc(keep, store=store, dry_run=dry_run)
+    click.echo(f"store: {out.store}")
+    verb = "would delete" if dry_run else "deleted"
+    for d in sorted(out.deleted, key=lambda d: (str(d["spec"]), str(d["stage"]),
+                                                 d["iteration"] or 0)):
+        where = f"{d['stage']}@{d['iteration']}" if d["iteration"] is not None else d["stage"]
+        click.echo(f"  {verb} {d['key'][:12]}  {d['spec']}/{where}  {_size(d['size'])}")
+    freed = "would free" if dry_run else "freed"
+    click.echo(f"{len(out.deleted)} artifacts {'to delete' if dry_run else 'deleted'}, "
+               f"{out.kept} kept; {freed} {_size(out.freed)}")
 
 
 @main.command()

@@ -11,12 +11,12 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CorruptArtifact, InputError, StageFailed, StardagError, StoreError
-from .fingerprint import code_fingerprint
 from .graph import Graph, Node
-from .planner import input_hashes, node_key, stale_causes
+from .planner import input_hashes, node_key, provenance, stale_causes
 from .store import Store
 
 
@@ -31,13 +31,18 @@ def run_stage(payload: dict) -> dict:
     from .operator import Context, Dataset
     from .registry import resolve
 
+    from .graph import keyed_files
+
     store = Store(payload["store"])
     staging = None
     try:
         op = resolve(payload["target"])
         # validated strictly at compile time; this rebuilds them from their JSON form
         params = op.Params.model_validate(payload["params"], strict=False)
+        keyed = payload["manifest"]["record"]["params"]
+        _same_files(keyed_files(op, payload["params"], keyed), keyed, "before the stage ran")
         inputs: dict[str, Any] = {}
+        untouched: dict[str, tuple[str, Path, dict]] = {}
         for name, src in payload["inputs"].items():
             if src["kind"] == "dataset":
                 import polars as pl
@@ -45,6 +50,7 @@ def run_stage(payload: dict) -> dict:
                 inputs[name] = pl.from_arrow(store.read_table(src["key"], src["output"]))
             else:
                 inputs[name] = store.model_dir(src["key"], src["output"])
+                untouched[name] = (src["key"], inputs[name], _listing(inputs[name]))
         staging = store.begin(payload["key"])
         model_outputs = {n: staging.output_dir(n) for n, p in op.outputs.items()
                          if not isinstance(p, Dataset)}
@@ -53,6 +59,9 @@ def run_stage(payload: dict) -> dict:
         started = time.time()
         result = op().run(ctx, **inputs)
         seconds = time.time() - started
+        for name, (key, path, before) in untouched.items():
+            _unchanged_input(store, name, key, path, before)
+        _same_files(keyed_files(op, payload["params"], keyed), keyed, "while the stage ran")
         outputs = {}
         for name, port in op.outputs.items():
             if isinstance(port, Dataset):
@@ -92,6 +101,46 @@ def run_stage(payload: dict) -> dict:
         return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
+def _same_files(now: dict, keyed: dict, when: str):
+    """An artifact is stored under the content its file params had when it was keyed, so a
+    file that changed in the meantime stops the stage (the next run keys the new content)."""
+    for name, value in keyed.items():
+        if now.get(name) != value:
+            files = value if isinstance(value, list) else [value]
+            raise InputError(f"param {name!r}: {', '.join(f.get('file', '?') for f in files)} "
+                             f"changed {when}; nothing was stored: run again to use the new "
+                             "content")
+
+
+def _listing(path: Path) -> dict[str, tuple[int, int]]:
+    """Every file under a directory, with its size and modification time."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            out[os.path.relpath(os.path.join(root, f), path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _unchanged_input(store: Store, name: str, key: str, path: Path, before: dict):
+    """A model input is a published artifact that other stages share: an operator that
+    writes into it fails, and the artifact is set aside to be recomputed, so nothing ever
+    reads the changed copy."""
+    after = _listing(path)
+    if after == before:
+        return
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(f for f in set(after) & set(before) if after[f] != before[f])
+    what = "; ".join(f"{verb} {', '.join(files[:3])}" + (" ..." if len(files) > 3 else "")
+                     for verb, files in (("added", added), ("removed", removed),
+                                         ("changed", changed)) if files)
+    store.set_aside_input(key, path, f"an operator wrote into it ({what})")
+    raise InputError(f"the operator wrote into its input {name!r} ({what}); inputs are "
+                     "read-only: write into ctx.output_dir(...) instead. The input artifact "
+                     "was set aside and will be recomputed")
+
+
 def _output_table(op, name: str, result):
     import pyarrow as pa
 
@@ -113,10 +162,27 @@ def _output_table(op, name: str, result):
     for col, typ in op.outputs[name].columns.items():
         if col not in value.column_names:
             raise ValueError(f"output {name!r} lacks declared column {col!r}")
-        have = logical_type(value.schema.field(col).type)
-        if typ != "any" and have != logical_type(typ) and value.num_rows:
-            raise ValueError(f"output {name!r} column {col!r} is {have}, declared {typ}")
+        field_type = value.schema.field(col).type
+        if typ != "any" and pa.types.is_null(field_type) and not value.num_rows:
+            # an empty column built from an empty list has no type yet: give it the declared one
+            i = value.column_names.index(col)
+            value = value.set_column(i, col, pa.array([], type=_arrow_type(typ)))
+            continue
+        have = logical_type(field_type)
+        if typ != "any" and have != logical_type(typ):
+            raise ValueError(f"output {name!r} column {col!r} is {have}, declared {typ}"
+                             + ("" if value.num_rows else " (the table is empty; its columns "
+                                "must have the declared types all the same)"))
     return value
+
+
+def _arrow_type(name: str):
+    """The Arrow type a port declares by name (`int64`, `string`, `list<string>`)."""
+    import pyarrow as pa
+
+    if name.startswith(("list<", "large_list<")) and name.endswith(">"):
+        return pa.list_(_arrow_type(name[name.index("<") + 1:-1]))
+    return pa.type_for_alias(name)
 
 
 def _libraries() -> dict[str, str]:
@@ -379,8 +445,17 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                     continue
                 pending.remove(node_id)
                 hashes = input_hashes(node, manifests)
-                key = node_key(node, hashes)
+                key = node_key(node, hashes).digest
                 manifest = None if node_id in force else store.manifest(key)
+                try:
+                    refreshed = manifest is None and refresh_files(node)
+                except InputError as e:
+                    failure = StageFailed(node_id, node.op_ref, str(e), bad_input=True)
+                    continue
+                if refreshed:
+                    # a file param changed since the spec was read: key what it holds now
+                    key = node_key(node, hashes).digest
+                    manifest = None if node_id in force else store.manifest(key)
                 if manifest is not None:
                     found(node_id, key, hashes, manifest, "cached")
                     continue
@@ -432,7 +507,7 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                     continue
                 manifests[node_id] = out
                 res.status, res.manifest = "computed", out
-                hashes = {k: v["content_hash"] for k, v in out["inputs"].items()}
+                hashes = out["record"]["inputs"]
                 _write_ref(store, graph, nodes[node_id], res.key, hashes, out)
                 rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
                 show.finished(node_id, f"done in {res.seconds:.1f}s"
@@ -447,6 +522,17 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
     if failure:
         raise failure
     return RunResult(graph.name, results)
+
+
+def refresh_files(node: Node) -> bool:
+    """Hash the node's file params again; True (and the node re-keyed) if one changed."""
+    from .graph import keyed_files
+
+    now = keyed_files(node.op, node.params_json, node.key_params)
+    if now == node.key_params:
+        return False
+    node.key_params = now
+    return True
 
 
 def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float, failure):
@@ -470,8 +556,8 @@ def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, man
         "target": node.target, "params": node.params_json, "inputs": inputs,
         "resources": node.resources, "sys_path": sys_path,
         "manifest": {"spec": graph.name, "stage": node.stage, "iteration": node.iteration,
-                     "op": node.op_ref, "target": node.target, "version": node.op.version,
-                     "code": code_fingerprint(node.op.__module__), "params": node.key_params,
+                     "op": node.op_ref, "record": node_key(node, hashes).to_json(),
+                     "code_identity": provenance(node),
                      "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]}
                                 for k in inputs}},
     }
@@ -479,7 +565,6 @@ def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, man
 
 def _write_ref(store: Store, graph: Graph, node: Node, key: str, hashes: dict, manifest: dict):
     store.write_ref(graph.name, node.id, {
-        "key": key, "target": node.target, "version": node.op.version,
-        "code": code_fingerprint(node.op.__module__), "params": node.key_params,
-        "inputs": hashes, "outputs": {k: v["content_hash"] for k, v in manifest["outputs"].items()},
+        "key": key, "record": node_key(node, hashes).to_json(), "code_identity": provenance(node),
+        "outputs": {k: v["content_hash"] for k, v in manifest["outputs"].items()},
     })

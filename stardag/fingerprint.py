@@ -1,19 +1,17 @@
 """Cache keys. A stage's key is one hash over canonical JSON of everything that decides its
-output: the operator and its version, its normalized source code, its validated params, the
-content hashes of its inputs, and the store's format version."""
+output, held as one record (`StageKey`): the operator and its version, the code it reaches
+(`code_identity`), its validated params, the content hashes of its inputs, and the store's
+format version."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import importlib.util
 import json
 import math
-import sys
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the key is a StageKey record, code keyed by definitions
 
 
 class UnhashableParam(TypeError):
@@ -42,81 +40,43 @@ def canonical_json(obj: Any) -> str:
                       allow_nan=False, default=_refuse)
 
 
-def stage_key(op: str, version: str, code: str, params: dict, inputs: dict[str, str | None]) -> str:
-    payload = {"format": FORMAT_VERSION, "op": op, "version": version, "code": code,
-               "params": params, "inputs": inputs}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:32]
+@dataclass(frozen=True)
+class StageKey:
+    """Everything that decides a stage's output, as one value: the operator (its target and
+    declared version), its code identity (see `code_identity`), its params as the key sees
+    them (file params by content), the content hashes of its inputs, the store's format,
+    and, where the spec asks for it, the versions of the libraries its code imports. The
+    key is the hash of this record; the record is kept in the manifest and the ref, and the
+    reasons a stage is stale are the differences between two records."""
 
+    target: str
+    version: str
+    code: str
+    params: dict[str, Any]
+    inputs: dict[str, str]
+    libraries: dict[str, str] | None = None
+    format: int = FORMAT_VERSION
 
-# --- code fingerprints ------------------------------------------------------------------
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()[:32]
 
-def _normalized(tree: ast.AST) -> str:
-    """The AST without docstrings or positions: comments and formatting do not count."""
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    def to_json(self) -> dict[str, Any]:
+        d = {"format": self.format, "target": self.target, "version": self.version,
+             "code": self.code, "params": self.params, "inputs": self.inputs}
+        if self.libraries is not None:
+            d["libraries"] = self.libraries
+        return d
 
-
-def _imported(tree: ast.AST, module: str, is_package: bool) -> set[str]:
-    names: set[str] = set()
-    package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package
-                for _ in range(node.level - 1):
-                    base = base.rpartition(".")[0]
-                base = f"{base}.{node.module}" if node.module else base
-            else:
-                base = node.module or ""
-            names.add(base)
-            names.update(f"{base}.{a.name}" for a in node.names)
-    return names
-
-
-def _module_source(name: str):
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError, AttributeError):
-        return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    return spec
-
-
-@lru_cache(maxsize=None)
-def code_fingerprint(module_name: str) -> str:
-    """Hash of the operator's module and every module of the same top-level package that it
-    imports, transitively, each normalized. The engine itself is excluded: its changes are
-    covered by FORMAT_VERSION."""
-    top = module_name.split(".")[0]
-    parts: dict[str, str] = {}
-    stack = [module_name]
-    while stack:
-        name = stack.pop()
-        if name in parts:
-            continue
-        spec = _module_source(name)
-        if spec is None:
-            if name == module_name and name in sys.modules and getattr(
-                    sys.modules[name], "__file__", None):
-                spec = importlib.util.spec_from_file_location(name, sys.modules[name].__file__)
-            else:
-                continue
-        with open(spec.origin, "rb") as f:
-            tree = ast.parse(f.read(), filename=spec.origin)
-        parts[name] = _normalized(tree)
-        is_package = spec.submodule_search_locations is not None
-        for dep in _imported(tree, name, is_package):
-            if dep.split(".")[0] == top and top != "stardag" and dep not in parts:
-                stack.append(dep)
-    digest = hashlib.sha256()
-    for name in sorted(parts):
-        digest.update(name.encode() + b"\0" + parts[name].encode() + b"\0")
-    return digest.hexdigest()[:32]
+    @classmethod
+    def from_json(cls, d: Any) -> "StageKey":
+        """The record as stored; a ValueError if it is not one."""
+        if not isinstance(d, dict) or not {"format", "target", "version", "code", "params",
+                                            "inputs"} <= set(d):
+            raise ValueError("not a key record")
+        if not (isinstance(d["params"], dict) and isinstance(d["inputs"], dict)
+                and all(isinstance(v, str) for v in d["inputs"].values())
+                and isinstance(d.get("libraries", {}), dict)):
+            raise ValueError("not a key record")
+        return cls(d["target"], d["version"], d["code"], d["params"], d["inputs"],
+                   d.get("libraries"), d["format"])

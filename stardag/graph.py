@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .code_identity import CodeIdentity, code_identity
 from .errors import SpecError
 from .fingerprint import UnhashableParam, canonical_json
 from .operator import Dataset, DefaultResources, Operator, Params, file_params, logical_type
@@ -43,6 +44,8 @@ class Node:
     deps: set[str] = field(default_factory=set)
     key_params: dict[str, Any] | None = None  # params_json with files replaced by content hashes
     input_where: dict[str, tuple] = field(default_factory=dict)  # spec key path of each input
+    code: CodeIdentity | None = None  # the code its operator reaches
+    libraries_in_key: bool = False
 
     def __post_init__(self):
         if self.key_params is None:
@@ -91,6 +94,11 @@ def compile_spec(loaded: LoadedSpec) -> Graph:
             node = _node(loaded, name, i, st, ops[name], top, loop, iterations)
             nodes[node.id] = node
 
+    codes: dict[type, CodeIdentity] = {}
+    for node in nodes.values():
+        if node.op not in codes:
+            codes[node.op] = code_identity(node.op)
+        node.code, node.libraries_in_key = codes[node.op], spec.libraries_in_key
     sorter = graphlib.TopologicalSorter({n.id: n.deps for n in nodes.values()})
     try:
         order = list(sorter.static_order())
@@ -232,6 +240,27 @@ def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
             resolved[field_name] = str(file)
             keyed[field_name] = {"file": file.name, "xxh3": _content(file)}
     return resolved, keyed
+
+
+def keyed_files(op: type[Operator], params_json: dict, key_params: dict) -> dict:
+    """`key_params` with each file param's content hashed again now: the files an operator
+    is about to read (or has just read) must still be the ones its key was made from."""
+    keyed = dict(key_params)
+    for field_name in file_params(op.Params):
+        value = params_json.get(field_name)
+        if value is None:
+            continue
+        try:
+            if isinstance(value, list):
+                keyed[field_name] = [{"file": Path(v).name, "xxh3": _content(Path(v))} for v in value]
+            else:
+                keyed[field_name] = {"file": Path(value).name, "xxh3": _content(Path(value))}
+        except OSError as e:
+            from .errors import InputError
+
+            raise InputError(f"param {field_name!r}: cannot read {value} any more: "
+                             f"{e.strerror or e}") from None
+    return keyed
 
 
 def _params(loaded, name, iteration, st, op, path) -> Params:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .fingerprint import code_fingerprint, stage_key
+from .code_identity import changes
+from .fingerprint import FORMAT_VERSION, StageKey
 from .graph import Graph, Node
 from .store import Store
 
-CAUSE_ORDER = ("forced", "new", "code", "params", "inputs", "missing")
+CAUSE_ORDER = ("forced", "new", "code", "libraries", "params", "inputs", "missing")
 
 
 @dataclass
@@ -23,6 +24,7 @@ class PlanEntry:
     key: str | None = None  # None while an input is still to be computed
     details: list[str] = field(default_factory=list)
     manifest: dict | None = None
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a reason to run
 
     @property
     def cause(self) -> str | None:
@@ -35,9 +37,16 @@ class PlanEntry:
         return d
 
 
-def node_key(node: Node, input_hashes: dict[str, str]) -> str:
-    return stage_key(node.target, node.op.version, code_fingerprint(node.op.__module__),
-                     node.key_params, input_hashes)
+def node_key(node: Node, input_hashes: dict[str, str | None]) -> StageKey:
+    """The node's key record; its inputs' hashes may still be unknown (None) while planning."""
+    code = node.code
+    return StageKey(node.target, node.op.version, code.digest, node.key_params, input_hashes,
+                    code.libraries if node.libraries_in_key else None)
+
+
+def provenance(node: Node) -> dict:
+    """What the manifest and the ref keep beside the key record, to say what changed."""
+    return {"definitions": node.code.definitions, "libraries": node.code.libraries}
 
 
 def input_hashes(node: Node, manifests: dict[str, dict | None]) -> dict[str, str | None]:
@@ -49,36 +58,77 @@ def input_hashes(node: Node, manifests: dict[str, dict | None]) -> dict[str, str
     return out
 
 
+def recorded(ref: dict | None) -> StageKey | None:
+    """The key record a ref or manifest holds, None if it holds none (or not in this format)."""
+    try:
+        return StageKey.from_json(ref.get("record")) if isinstance(ref, dict) else None
+    except ValueError:
+        return None
+
+
 def stale_causes(node: Node, ref: dict | None, hashes: dict[str, str | None],
                  forced: bool) -> tuple[list[str], list[str]]:
-    """Why `node` must run, compared with what it resolved to last time (`ref`)."""
+    """Why `node` must run: the differences between its key record now and the one it
+    resolved to last time (`ref`)."""
     causes, details = [], []
     if forced:
         causes.append("forced")
     if ref is None:
         causes.append("new")
         return causes, details
-    if ref.get("target") != node.target:
+    old, new = recorded(ref), node_key(node, hashes)
+    if old is None or old.format != FORMAT_VERSION:
         causes.append("code")
-        details.append(f"operator {ref.get('target')} -> {node.target}")
-    elif (ref.get("version"), ref.get("code")) != (node.op.version, code_fingerprint(node.op.__module__)):
+        details.append(f"the store's key format changed (to {FORMAT_VERSION}): every stage runs once")
+        return causes, details
+    if old.target != new.target:
         causes.append("code")
-        if ref.get("version") != node.op.version:
-            details.append(f"version {ref.get('version')} -> {node.op.version}")
+        details.append(f"operator {old.target} -> {new.target}")
+    elif old.version != new.version:
+        causes.append("code")
+        details.append(f"version {old.version} -> {new.version}")
+    elif old.code != new.code:
+        causes.append("code")
+        lines = changes(ref.get("code_identity", {}).get("definitions", {}),
+                        node.code.definitions)
+        details.extend(lines or ["operator source changed"])
+    if old.libraries != new.libraries:
+        causes.append("libraries")
+        if old.libraries is None or new.libraries is None:
+            details.append("library versions " + ("are now" if old.libraries is None else
+                                                  "are no longer") + " part of the key "
+                           "(libraries_in_key)")
         else:
-            details.append("operator source changed")
-    old, new = ref.get("params", {}), node.key_params
-    if old != new:
+            details.extend(library_changes(old.libraries, new.libraries))
+    if old.params != new.params:
         causes.append("params")
-        for k in sorted(set(old) | set(new)):
-            if old.get(k) != new.get(k):
-                details.append(_param_change(k, old.get(k, "(unset)"), new.get(k, "(unset)")))
-    changed = [k for k, h in hashes.items() if h is None or ref.get("inputs", {}).get(k) != h]
-    if changed or set(ref.get("inputs", {})) != set(hashes):
+        for k in sorted(set(old.params) | set(new.params)):
+            if old.params.get(k) != new.params.get(k):
+                details.append(_param_change(k, old.params.get(k, "(unset)"),
+                                             new.params.get(k, "(unset)")))
+    changed = [k for k, h in hashes.items() if h is None or old.inputs.get(k) != h]
+    if changed or set(old.inputs) != set(hashes):
         causes.append("inputs")
         details.extend(f"input {k}: {node.inputs[k][0]} re-runs" if hashes[k] is None
                        else f"input {k}: {node.inputs[k][0]} produced other data" for k in changed)
     return causes, details
+
+
+def library_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return [f"library {lib}: {old.get(lib, '(not imported)')} -> {new.get(lib, '(not imported)')}"
+            for lib in sorted(set(old) | set(new)) if old.get(lib) != new.get(lib)]
+
+
+def library_notes(node: Node, recorded_with: dict | None) -> list[str]:
+    """Libraries the node's code imports whose version differs from the one its artifact
+    was computed with (a note unless the spec puts library versions in the key)."""
+    if node.libraries_in_key or not isinstance(recorded_with, dict):
+        return []
+    old = recorded_with.get("libraries")
+    if not isinstance(old, dict):
+        return []
+    return [f"{line} (not in the key; `libraries_in_key: true` would re-run it)"
+            for line in library_changes(old, node.code.libraries)]
 
 
 def _param_change(name: str, old, new) -> str:
@@ -110,13 +160,14 @@ def make_plan(graph: Graph, store: Store, force: set[str] = frozenset(),
             continue
         hashes = input_hashes(node, manifests)
         known = all(h is not None for h in hashes.values())
-        key = node_key(node, hashes) if known else None
+        key = node_key(node, hashes).digest if known else None
         manifest = store.manifest(key) if key else None
         forced = node.id in force
         if manifest is not None and not forced:
             manifests[node.id] = manifest
             entries.append(PlanEntry(node.id, node.stage, node.iteration, "cached", [], key,
-                                     manifest=manifest))
+                                     manifest=manifest,
+                                     notes=library_notes(node, manifest.get("code_identity"))))
             continue
         manifests[node.id] = None
         causes, details = stale_causes(node, store.read_ref(graph.name, node.id), hashes, forced)

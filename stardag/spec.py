@@ -74,6 +74,9 @@ class Spec(_Frozen):
     name: str
     store: str | None = None
     description: str | None = None
+    # the versions of the libraries each operator's code imports (torch, transformers, ...)
+    # are recorded and `plan` notes when one changed; true makes such a change re-run it
+    libraries_in_key: bool = False
     stages: dict[str, StageSpec] = {}
     loop: LoopSpec | None = None
 

@@ -93,17 +93,28 @@ def _local_cache() -> Path:
 
 
 def _recorded_key(m: dict) -> str | None:
-    """The key that the parts a manifest records hash to (None if it lacks them)."""
-    from .fingerprint import stage_key
+    """The key that the record a manifest holds hashes to (None if it holds none)."""
+    from .fingerprint import StageKey
 
     try:
-        return stage_key(m["target"], m["version"], m["code"], m["params"],
-                         {k: v["content_hash"] for k, v in m["inputs"].items()})
-    except (KeyError, TypeError, AttributeError):
+        return StageKey.from_json(m.get("record")).digest
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
 _LEASE_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
+
+
+def _read_only(root: Path):
+    """A published artifact's files lose their write bits: an operator that opens an input
+    for writing fails at once (a process with root's powers is caught after the stage, by
+    the input check in the executor)."""
+    for p in root.rglob("*"):
+        if p.is_file():
+            try:
+                p.chmod(p.stat().st_mode & ~0o222)
+            except OSError:
+                pass
 
 
 class ShardLog:
@@ -321,9 +332,16 @@ class Store:
             self.quarantine(key, e.why)
             raise
         if self.local is not None:
-            return Path(self._obj(key)) / output
+            path = Path(self._obj(key)) / output
+            self._same_files(key, m, output, path)
+            return path
         cache = _local_cache()
         dest = cache / key / output
+        if (dest / ".complete").exists():
+            try:
+                self._same_files(key, m, output, dest, ignore={".complete"})
+            except CorruptArtifact:  # a copy changed here: fetch it again
+                shutil.rmtree(dest, ignore_errors=True)
         if not (dest / ".complete").exists():
             import pyarrow.fs as pafs
 
@@ -339,6 +357,33 @@ class Store:
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+    def _same_files(self, key: str, m: dict, output: str, path: Path, ignore=frozenset()):
+        """A model directory holds exactly the files its manifest names, with their sizes
+        (a file added to it would reach every stage that reads it)."""
+        want = {rel[len(output) + 1:]: meta["size"] for rel, meta in m["files"].items()
+                if rel.startswith(output + "/")}
+        have = {}
+        for root, _, files in os.walk(path):
+            for f in files:
+                rel = os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/")
+                if rel not in ignore:
+                    have[rel] = os.path.getsize(os.path.join(root, f))
+        if have != want:
+            extra = sorted(set(have) - set(want))
+            why = (f"file {extra[0]} is not in its manifest" if extra else
+                   "its files differ from its manifest")
+            if self.local is not None:
+                self.quarantine(key, why)
+            raise CorruptArtifact(key, why)
+
+    def set_aside_input(self, key: str, path: Path, why: str):
+        """An input that a stage changed: quarantined (local store) or its local copy dropped
+        (object store), so that it is recomputed or fetched again whole."""
+        if self.local is not None:
+            self.quarantine(key, why)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
     # --- writing ------------------------------------------------------------------------
     def begin(self, key: str) -> Staging:
@@ -415,6 +460,7 @@ class Store:
                         return self.manifest(staging.key)
                     shutil.rmtree(final, ignore_errors=True)
                     os.rename(staging.path, final)
+                _read_only(Path(final))
             else:
                 self._publish_remote(staging, final, files)
         except OSError as e:

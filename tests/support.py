@@ -67,3 +67,14 @@ def until(cond, timeout: float = 60.0, what: str = "condition", every: float = 0
 
 def store_files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.exists() else set()
+
+
+def bench(name: str):
+    """A script of bench/, loaded without putting bench/ on everyone's import path."""
+    import importlib.util
+
+    path = TESTS.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -139,7 +139,7 @@ def _flip(path: Path):
 def _edit_params(artifact: Path):
     manifest = artifact / "manifest.json"
     m = json.loads(manifest.read_text())
-    m["params"]["factor"] = 4  # as if `scaled` had been computed with another factor
+    m["record"]["params"]["factor"] = 4  # as if `scaled` had been computed with another factor
     manifest.write_text(json.dumps(m, indent=1, sort_keys=True))
 
 

@@ -231,7 +231,7 @@ def test_changed_operator_code_reruns_the_stage_with_cause_code(project):
     )
     plan, ran = project.rerun()
     assert reruns(plan) == {"loud": ["code"], "probe": ["inputs"]}
-    assert plan["loud"]["details"] == ["operator source changed"]
+    assert plan["loud"]["details"] == ["code: proj/loud.py:Shout changed"]
     assert ran == ["loud", "probe"]
 
 

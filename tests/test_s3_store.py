@@ -133,10 +133,11 @@ class _Wrapped:
 def test_two_publishers_of_one_key_leave_one_valid_artifact(s3):
     import pyarrow as pa
 
-    from stardag.fingerprint import stage_key
+    from stardag.fingerprint import StageKey
 
-    parts = {"target": "t:T", "version": "1", "code": "c", "params": {}, "inputs": {}}
-    key = stage_key("t:T", "1", "c", {}, {})
+    record = StageKey("t:T", "1", "c", {}, {})
+    parts = {"record": record.to_json(), "inputs": {}}
+    key = record.digest
     barrier = threading.Barrier(2)
     errors = []
 
