@@ -179,12 +179,6 @@ def check_steps(question: str, completion: str) -> bool:
     return lines == scratchpad(a, b).split("\n")
 
 
-def check_answer(answer: str, completion: str) -> bool:
-    got = parse_answer(completion)
-    return got is not None and got == (answer.strip().lstrip("0") or "0")
-
-
-# --------------------------------------------------------------------------- pretraining corpus
 def pretrain_examples(
     rng: random.Random,
     n: int,
@@ -210,13 +204,3 @@ def pretrain_examples(
         hint = str(a + b) if rng.random() < hint_share else None
         out.append((prompt(q, hint), scratchpad(a, b)))
     return out
-
-
-def parse_mix(text: str) -> dict[int, float]:
-    """'1:0.2,2:0.3,...' -> {1: 0.2, 2: 0.3, ...}"""
-    mix: dict[int, float] = {}
-    for part in text.split(","):
-        if part.strip():
-            k, v = part.split(":")
-            mix[int(k)] = float(v)
-    return mix

@@ -10,8 +10,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
-DTYPES = ("float32", "bfloat16", "float16")
-
 
 def quiet():
     """No per-file progress bars or advisory warnings from transformers in stage logs."""

@@ -1,5 +1,6 @@
-"""Finding operators: the built-in library by short name, third-party operators through the
-`stardag.operators` entry-point group, or a `package.module:Name` reference in the spec."""
+"""Finding operators: by short name through the `stardag.operators` entry-point group (the
+built-in library registers there as third-party packages do), or by a `package.module:Name`
+reference in the spec."""
 
 from __future__ import annotations
 
@@ -17,31 +18,22 @@ class UnknownOperator(LookupError):
 
 
 @lru_cache(maxsize=1)
-def _builtin() -> dict[str, str]:
-    try:
-        from operators import BUILTIN
-    except ImportError:
-        return {}
-    return dict(BUILTIN)
-
-
-@lru_cache(maxsize=1)
 def _entry_points() -> dict[str, str]:
+    """Short names: the `stardag.operators` entry points of every installed package, the
+    built-in library (`operators`, registered in stardag's own pyproject.toml) included."""
     from importlib.metadata import entry_points
 
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def known_names() -> list[str]:
-    return sorted(set(_builtin()) | set(_entry_points()))
+    return sorted(_entry_points())
 
 
 def target_of(ref: str) -> str:
     """The `module:Class` a spec's `op` refers to."""
     if ":" in ref:
         return ref
-    if ref in _builtin():
-        return _builtin()[ref]
     if ref in _entry_points():
         return _entry_points()[ref]
     close = difflib.get_close_matches(ref, known_names(), n=3, cutoff=0.5)

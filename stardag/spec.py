@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SpecError
 
-Path_ = tuple  # a key path into the spec mapping, e.g. ("stages", "train", "params", "lr")
-Origins = dict  # Path_ -> (file, line)
+Origins = dict  # a key path into the spec, e.g. ("stages", "train", "params", "lr") -> (file, line)
 
 STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 MAX_VALUES = 100_000  # values a spec file may expand to, aliases included

@@ -30,7 +30,6 @@ from .errors import SpecError, StardagError
 # never sent with a job: virtual environments, stores, VCS data, caches
 EXCLUDES = [".git", ".venv", "venv", ".stardag", "__pycache__", "*.pyc", ".pytest_cache",
             ".ruff_cache", ".mypy_cache", "*.egg-info", ".ipynb_checkpoints"]
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def job_server_address(address: str | None) -> str:

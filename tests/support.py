@@ -18,11 +18,13 @@ def write(path: Path, text: str) -> Path:
 
 
 class Calls:
-    """Operator calls recorded by tests/engine_ops.py."""
+    """Operator calls recorded by tests/engine_ops.py, in the file that conftest's
+    `_calls_file` names for each test."""
 
     def __init__(self, path: Path):
+        assert os.environ.get("STARDAG_TEST_CALLS") == str(path), (
+            "record calls in the test's own calls.txt (conftest sets it)")
         self.path = path
-        os.environ["STARDAG_TEST_CALLS"] = str(path)
 
     def take(self) -> list[str]:
         if not self.path.exists():

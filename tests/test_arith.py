@@ -91,7 +91,7 @@ def test_check_steps_rejects_wrong_steps():
                 missing_line, extra_line, swapped, wrong_answer, no_answer, garbage]:
         assert not A.check_steps(q, bad), bad
     # the right answer after wrong steps: the answer checker accepts it, the step checker not
-    assert A.check_answer("834", wrong_sum)
+    assert A.parse_answer(wrong_sum) == "834"
     assert not A.check_steps(q, wrong_sum)
     assert A.check_steps(q, good)
     assert not A.check_steps("not a question", good)
@@ -167,54 +167,6 @@ def test_tokenizer_round_trip(tok, tmp_path):
     assert tok2.decode(ids2 + [tok2.eos_token_id], skip_special_tokens=True) == text
     assert (tok2.pad_token_id, tok2.eos_token_id, tok2.bos_token_id) == (
         tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
-
-
-def test_batched_left_padded_generation_matches_unbatched(tok, tmp_path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from operators import charlm as C
-
-    torch.set_num_threads(1)
-    model = C.make_model(tok, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=1)
-    # a couple of training steps so that the outputs are not degenerate
-    ex = A.pretrain_examples(random.Random(0), 64, {1: 0.5, 3: 0.5}, 0.0)
-    C.pretrain(model, tok, ex, steps=2, batch_size=16, lr=3e-3, warmup=1, seed=0)
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    m2 = AutoModelForCausalLM.from_pretrained(tmp_path)
-    t2 = AutoTokenizer.from_pretrained(tmp_path)
-    prompts = [A.prompt(q) for q in ["1+2", "123+456", "12345+67890", "9+9", "10+99"]]
-    prompts.append(A.prompt("55+66", hint="121"))
-    batched = C.generate(m2, t2, prompts, batch_size=8, max_new_tokens=12)
-    single = [C.generate(m2, t2, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
-    assert batched == single
-    # the same through model.generate directly, with left padding and an attention mask
-    t2.padding_side = "left"
-    enc = t2(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.inference_mode():
-        out = m2.generate(**enc, max_new_tokens=12, do_sample=False)
-    direct = t2.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert direct == single
-    assert t2.padding_side == "left"
-
-
-def test_generation_stops_at_eos(tok):
-    import torch
-
-    from operators import charlm as C
-
-    torch.set_num_threads(1)
-    model = C.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
-    # make eos the most likely next token everywhere
-    with torch.no_grad():
-        model.lm_head.weight.zero_()
-        model.transformer.wte.weight[tok.eos_token_id].zero_()
-        bias = torch.zeros(len(tok))
-        bias[tok.eos_token_id] = 10.0
-        model.lm_head.bias = torch.nn.Parameter(bias)
-    out = C.generate(model, tok, [A.prompt("1+2"), A.prompt("12+345")], max_new_tokens=10)
-    assert out == ["", ""]
 
 
 def test_loss_masks_prompt(tok):

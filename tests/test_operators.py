@@ -267,3 +267,15 @@ def test_evaluate_reports_accuracy_by_slice_and_train_data_used(model_dir):
     assert m[("accuracy", "all")]["value"] == pytest.approx(out["predictions"]["correct"].mean())
     assert m[("train_used", "generation")]["value"] == pytest.approx(2 / 8)
     assert m[("faithful", "generation")]["value"] == 1.0
+
+
+def test_the_builtin_operators_register_through_the_entry_point_group_third_parties_use():
+    from importlib.metadata import entry_points
+
+    from stardag.registry import ENTRY_POINT_GROUP, resolve
+
+    names = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert {"sample", "verify", "shard_train", "evaluate"} <= set(names)
+    assert names["sample"] == "operators.sample:Sample"
+    for name in names:
+        assert resolve(name).__module__.startswith("operators.")

@@ -34,8 +34,8 @@ stages:
 """
 
 
-def test_stages_run_as_ray_tasks_and_match_a_local_run(tmp_path):
-    os.environ["PYTHONPATH"] = str(TESTS)
+def test_stages_run_as_ray_tasks_and_match_a_local_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
     calls = Calls(tmp_path / "calls.txt")
     spec = write(tmp_path / "ray.yaml", SPEC)
     on_ray = run(spec, executor="ray", store=str(tmp_path / "ray-store"))

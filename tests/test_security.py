@@ -319,11 +319,10 @@ def test_no_code_passes_trust_remote_code_true():
 
 
 def test_operator_params_default_to_no_remote_code():
-    from operators import BUILTIN
-    from stardag.registry import resolve
+    from stardag.registry import known_names, resolve
 
     found = 0
-    for name in BUILTIN:
+    for name in known_names():
         field = resolve(name).Params.model_fields.get("trust_remote_code")
         if field is not None:
             found += 1
