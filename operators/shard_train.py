@@ -1,14 +1,14 @@
-"""Fine-tuning on the kept examples with Ray Train's TorchTrainer: one worker per GPU (or
-CPU workers), each training on its shard of the data, loss on the rationale and answer only.
+"""Fine-tuning on the kept examples, as data-parallel workers that the engine runs
+(`ctx.train`: Ray Train's workers, one per GPU or CPU workers, or this process with
+`trainer: torch`), each training on its shard of the data, loss on the rationale and answer
+only.
 Each STaR iteration starts from the base model by default, as the paper does, with a step
 budget of `steps * growth ** (iteration - 1)`."""
 
 from __future__ import annotations
 
 import random
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -62,20 +62,13 @@ def step_budget(steps: int, growth: float, iteration: int) -> int:
     return max(1, round(steps * growth ** max(0, iteration - 1)))
 
 
-def train_loop(config: dict):
-    """Runs on every worker (or in-process with trainer: torch)."""
+def train_loop(config: dict, session):
+    """Runs on every worker (a stardag.training.TrainSession: its rank, device, checkpoints)."""
     import torch
 
     from . import hf
 
-    ray_mode = config["ray"]
-    if ray_mode:
-        import ray.train
-        import ray.train.torch
-
-        rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
-    else:
-        rank, world = 0, 1
+    rank, world = session.rank, session.world_size
     hf.set_threads(config["cpus_per_worker"])
     torch.manual_seed(config["seed"])
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -87,13 +80,9 @@ def train_loop(config: dict):
     model = AutoModelForCausalLM.from_pretrained(config["start"], dtype=torch.float32)
     if config["lora"]:
         model = with_lora(model, config["lora"])
-    device = "cpu"
-    if ray_mode:
-        model = ray.train.torch.prepare_model(model)
-        device = next(model.parameters()).device
-    elif config["use_gpu"]:
-        device = "cuda"
-        model.to(device)
+    model = session.prepare(model)
+    device = session.device
+    inner = getattr(model, "module", model)
     # fewer examples than workers: every worker takes them all rather than none
     shard = config["examples"][rank::world] or config["examples"]
     data = hf.encode_examples(tok, shard, config["max_length"])
@@ -105,9 +94,9 @@ def train_loop(config: dict):
     bs, steps = config["batch_size"], config["total_steps"]
     t0, losses = time.monotonic(), []
     first = 0
-    state_dir = _latest_checkpoint(config, ray_mode)
+    state_dir = hf.latest_state(session.latest_checkpoint())
     if state_dir is not None:
-        state = hf.load_state(state_dir, getattr(model, "module", model), opt, rank)
+        state = hf.load_state(state_dir, inner, opt, rank)
         first, order, losses = state["step"], state["order"], state["losses"]
         rng.setstate(hf.as_rng_state(state["rng"]))
         if rank == 0:
@@ -132,57 +121,22 @@ def train_loop(config: dict):
         opt.step()
         losses.append(loss.item() * config["grad_accum"])
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
-            _checkpoint(config, ray_mode, rank, step + 1, getattr(model, "module", model), opt,
-                        order, rng, losses)
+            done = step + 1
+            session.checkpoint(lambda d, done=done: hf.save_state(d, inner, opt, done, order, rng,
+                                                                   losses, rank),
+                               {"step": done})
     metrics = {"loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "steps": steps,
                "seconds": time.monotonic() - t0, "resumed_from": first}
-    out = Path(config["out"]) if not ray_mode else Path(tempfile.mkdtemp())
-    if rank == 0:
-        inner = getattr(model, "module", model)
+
+    def save_model(out: Path):
+        final = inner
         if config["lora"]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                inner = inner.merge_and_unload()
-        hf.save(inner, tok, out)
-    if ray_mode:
-        from ray.train import Checkpoint
+                final = final.merge_and_unload()
+        hf.save(final, tok, out)
 
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out) if rank == 0 else None)
-    return metrics
-
-
-# --- checkpoints: everything the loop needs to go on as if it had not stopped ----------
-
-def _checkpoint(config, ray_mode: bool, rank: int, step: int, model, opt, order, rng, losses):
-    """One checkpoint: every rank's files land in the same checkpoint directory."""
-    from . import hf
-
-    if not ray_mode:
-        if config.get("checkpoints"):
-            hf.save_state_atomically(Path(config["checkpoints"]), model, opt, step, order, rng,
-                                     losses)
-        return
-    import ray.train
-    from ray.train import Checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        hf.save_state(Path(tmp), model, opt, step, order, rng, losses, rank)
-        ray.train.report({"step": step}, checkpoint=Checkpoint.from_directory(tmp))
-
-
-def _latest_checkpoint(config, ray_mode: bool):
-    from . import hf
-
-    if not ray_mode:
-        return hf.latest_state(config.get("checkpoints"))
-    import ray.train
-
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return None
-    d = Path(tempfile.mkdtemp())
-    ckpt.to_directory(str(d))
-    return hf.latest_state(d)
+    session.finish(save_model, metrics)
 
 
 def with_lora(model, lora: dict):
@@ -213,46 +167,15 @@ class ShardTrain(Operator):
             raise ValueError("no training examples: every sample was wrong (try more samples, "
                              "a higher temperature, or rationalization)")
         start = previous if p.start == "previous" and previous is not None else base
-        out = ctx.output_dir("model")
-        where = ctx.shards("train").location()
-        config = {**p.model_dump(), "start": str(start), "out": str(out),
-                  "checkpoints": f"{where[1]}/train-state" if where and where[0] is None else None,
+        config = {**p.model_dump(), "start": str(start),
                   "examples": list(zip(examples["prompt"].to_list(), examples["completion"].to_list())),
-                  "total_steps": step_budget(p.steps, p.growth, p.iteration), "ray": p.trainer == "ray"}
+                  "total_steps": step_budget(p.steps, p.growth, p.iteration)}
         ctx.log(f"{examples.height} examples, {config['total_steps']} steps from "
                 f"{'the previous model' if start is previous else 'the base model'}, "
                 f"{p.workers} {'GPU' if p.use_gpu else 'CPU'} worker(s) ({p.trainer})"
                 + (f", LoRA r={p.lora.r}" if p.lora else ""))
-        if p.trainer == "torch":
-            metrics = train_loop(config)
-        else:
-            metrics = _fit_on_ray(config, p, out, where)
+        metrics = ctx.train(train_loop, config, workers=p.workers, cpus_per_worker=p.cpus_per_worker,
+                            gpus_per_worker=1 if p.use_gpu else 0,
+                            backend="local" if p.trainer == "torch" else "ray")
         ctx.log(f"done: loss {metrics['loss']:.4f}, {metrics['seconds']:.1f}s in the loop"
                 + (f" (resumed at step {metrics['resumed_from']})" if metrics.get("resumed_from") else ""))
-
-
-def _fit_on_ray(config: dict, p: TrainParams, out: Path, where) -> dict:
-    """Ray Train keeps its run (checkpoints) in the store's partial area under the stage's
-    key: a training killed with its driver is found there by the next run (Ray Train
-    restores a run of the same name and storage), and a worker that fails is restarted from
-    the last checkpoint within the same fit."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    fs, storage = where if where else (None, tempfile.mkdtemp(prefix="stardag-train-"))
-    trainer = TorchTrainer(
-        train_loop, train_loop_config=config,
-        scaling_config=ScalingConfig(num_workers=p.workers, use_gpu=p.use_gpu,
-                                     resources_per_worker={"CPU": p.cpus_per_worker,
-                                                           **({"GPU": 1} if p.use_gpu else {})}),
-        run_config=RunConfig(storage_path=storage, storage_filesystem=fs, name="train",
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=2)))
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as ckpt:
-        for f in Path(ckpt).iterdir():
-            if f.is_file():
-                shutil.copy2(f, out / f.name)
-    if not where:
-        shutil.rmtree(storage, ignore_errors=True)
-    return dict(result.metrics)

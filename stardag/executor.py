@@ -55,7 +55,8 @@ def run_stage(payload: dict) -> dict:
         model_outputs = {n: staging.output_dir(n) for n, p in op.outputs.items()
                          if not isinstance(p, Dataset)}
         ctx = Context(params, payload["node"], model_outputs, payload["resources"],
-                      shards=lambda name: store.shards(payload["key"], name))
+                      shards=lambda name: store.shards(payload["key"], name),
+                      storage=lambda name: _under(store.shards(payload["key"], name).location(), name))
         started = time.time()
         result = op().run(ctx, **inputs)
         seconds = time.time() - started
@@ -99,6 +100,11 @@ def run_stage(payload: dict) -> dict:
             finally:
                 store.discard(staging)
         return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+
+
+def _under(location: tuple, name: str) -> tuple:
+    fs, base = location
+    return fs, f"{base}/{name}"
 
 
 def _same_files(now: dict, keyed: dict, when: str):

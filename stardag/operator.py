@@ -117,9 +117,6 @@ class _NoShards:
     def put(self, i: int, table):
         pass
 
-    def location(self):
-        return None
-
 
 class Context:
     """What an operator gets besides its inputs: validated params, where to write directory
@@ -128,12 +125,14 @@ class Context:
     loop's iteration reaches an operator only as its `iteration` param."""
 
     def __init__(self, params: Params, stage: str, output_dirs: dict[str, Path],
-                 resources: DefaultResources, shards: Callable[[str], Any] | None = None):
+                 resources: DefaultResources, shards: Callable[[str], Any] | None = None,
+                 storage: Callable[[str], tuple | None] | None = None):
         self.params = params
         self.stage = stage
         self.resources = resources
         self._output_dirs = output_dirs
         self._shards = shards
+        self._storage = storage  # name -> (filesystem or None, path) kept under the key
         self._last_report = 0.0
 
     def shards(self, name: str = "part"):
@@ -144,6 +143,33 @@ class Context:
         resumed run's output is the uninterrupted run's). Outside the engine it keeps
         nothing."""
         return self._shards(name) if self._shards else _NoShards()
+
+    def checkpoint_dir(self, name: str = "state") -> Path | None:
+        """A local directory kept under the stage's key until its output is published, for
+        an operator's own checkpoints: a stage killed in the middle finds there what it
+        saved. None where the store cannot give one (an object store) or outside the
+        engine: the operator then runs without checkpoints."""
+        where = self._storage(name) if self._storage else None
+        if where is None or where[0] is not None:
+            return None
+        path = Path(where[1])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def train(self, loop: Callable[[dict, Any], None], config: dict, *, workers: int = 1,
+              cpus_per_worker: float = 1, gpus_per_worker: float = 0, backend: str = "ray",
+              output: str = "model") -> dict:
+        """Run `loop(config, session)` on `workers` data-parallel workers (Ray Train, or
+        this process with backend "local") and return the metrics the loop finished with.
+        The session (stardag.training.TrainSession) gives the worker its rank, device and
+        checkpoints, kept under the stage's key so that a killed training resumes; rank 0's
+        final model becomes the output `output`. `loop` must be a module-level function
+        (it is sent to the workers) and `config` plain data."""
+        from .training import Scaling, train
+
+        storage = self._storage(f"{output}-training") if self._storage else None
+        return train(loop, config, Scaling(workers, cpus_per_worker, gpus_per_worker), backend,
+                     storage, self.output_dir(output))
 
     def output_dir(self, name: str) -> Path:
         """The empty directory to write the model output `name` into."""

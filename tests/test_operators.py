@@ -279,3 +279,28 @@ def test_the_builtin_operators_register_through_the_entry_point_group_third_part
     assert names["sample"] == "operators.sample:Sample"
     for name in names:
         assert resolve(name).__module__.startswith("operators.")
+
+
+# the Ray Data vLLM backend is the one operator module that still drives Ray itself, until
+# the engine's data-parallel map service takes it over
+_DRIVES_RAY = {"vllm_backend.py"}
+
+
+def test_operators_import_neither_ray_nor_the_engine_beyond_the_operator_contract():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "operators"
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top == "ray" and path.name not in _DRIVES_RAY:
+                    offenders.append(f"{path.name}:{node.lineno} imports {name}")
+                if top == "stardag" and name != "stardag.operator":
+                    offenders.append(f"{path.name}:{node.lineno} imports {name}")
+    assert offenders == []

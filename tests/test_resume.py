@@ -4,6 +4,7 @@ the artifact it publishes is the one an uninterrupted run publishes (same conten
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -166,6 +167,7 @@ def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(t
 
     from operators import arith, charlm, hf
     from operators import shard_train as st
+    from stardag import training
     from stardag.operator import Context, DefaultResources
 
     hf.set_threads(1)
@@ -179,34 +181,28 @@ def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(t
                              "completion": [arith.scratchpad(i, i + 3) for i in range(12)],
                              "source": ["generation"] * 12})
 
-    class Where:
-        def __init__(self, d):
-            self.d = d
-
-        def location(self):
-            return None, str(self.d)
-
     def train(out: Path, partial: Path):
         params = st.ShardTrain.Params(steps=6, lr=1e-2, warmup=0, batch_size=4, max_length=64,
                                       trainer="torch", checkpoint_every=2, iteration=1)
         out.mkdir(parents=True)
+        # what the executor gives: a place under the stage's key for each name
         ctx = Context(params, "train", {"model": out}, DefaultResources(cpus=1),
-                      shards=lambda name: Where(partial))
+                      storage=lambda name: (None, str(partial / name)))
         st.ShardTrain().run(ctx, base, examples)
         return load_file(str(out / "model.safetensors"))
 
     whole = train(tmp_path / "whole", tmp_path / "p1")
-    real = st._checkpoint
+    real = training.replace_atomically
 
-    def crash_after_step_4(config, ray_mode, rank, step, *a):
-        real(config, ray_mode, rank, step, *a)
-        if step == 4:
+    def crash_after_step_4(d, write):
+        real(d, write)
+        if json.loads((d / "state-rank0.json").read_text())["step"] == 4:
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(st, "_checkpoint", crash_after_step_4)
+    monkeypatch.setattr(training, "replace_atomically", crash_after_step_4)
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path / "a", tmp_path / "p2")
-    monkeypatch.setattr(st, "_checkpoint", real)
+    monkeypatch.setattr(training, "replace_atomically", real)
     resumed = train(tmp_path / "b", tmp_path / "p2")
     assert set(resumed) == set(whole)
     assert all(np.array_equal(whole[k], resumed[k]) for k in whole)
