@@ -103,6 +103,16 @@ def _recorded_key(m: dict) -> str | None:
         return None
 
 
+def _arrow_bytes(fs, path: str):
+    """A file's bytes in memory that Arrow owns. A Parquet read lets go of its source on one
+    of Arrow's threads, possibly after it returned; if the source held Python bytes (what
+    `read_buffer` of a non-seekable stream gives), that thread needs the GIL to free them,
+    and at interpreter exit it aborts the process ("terminate called without an active
+    exception"). A seekable file's `read_buffer` reads into Arrow's own memory."""
+    with fs.open_input_file(path) as f:
+        return f.read_buffer()
+
+
 _LEASE_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
 
 
@@ -136,9 +146,8 @@ class ShardLog:
                 if not os.path.exists(path):
                     return None
                 return pq.read_table(path, page_checksum_verification=True)
-            with self.store.fs.open_input_stream(path) as f:
-                data = f.read_buffer()
-            return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+            return pq.read_table(pa.BufferReader(_arrow_bytes(self.store.fs, path)),
+                                 page_checksum_verification=True)
         except FileNotFoundError:
             return None
         except Exception:  # truncated or damaged: recompute that shard
@@ -298,8 +307,7 @@ class Store:
         parts = sorted(rel for rel in m["files"] if rel.startswith(output + "/"))
         tables = []
         for rel in parts:
-            with self.fs.open_input_stream(f"{self._files(key, m)}/{rel}") as f:
-                data = f.read_buffer()  # Arrow-owned: no Python bytes for Arrow's threads to free
+            data = _arrow_bytes(self.fs, f"{self._files(key, m)}/{rel}")
             if xxhash.xxh3_128(memoryview(data)).hexdigest() != m["files"][rel]["xxh3"]:
                 self.quarantine(key, f"file {rel} does not match its checksum")
                 raise CorruptArtifact(key, f"file {rel} does not match its checksum")
