@@ -113,6 +113,30 @@ def _arrow_bytes(fs, path: str):
         return f.read_buffer()
 
 
+def _malformed(m: dict) -> str | None:
+    """What is wrong with the shape of a manifest's outputs and files, or None."""
+    outputs, files = m.get("outputs"), m.get("files")
+    if not isinstance(outputs, dict) or not outputs:
+        return "has no outputs"
+    if not isinstance(files, dict):
+        return "has no file list"
+    for name, out in outputs.items():
+        if not (isinstance(out, dict) and out.get("kind") in ("dataset", "model")
+                and isinstance(out.get("content_hash"), str)):
+            return f"describes output {name!r} badly"
+        if out["kind"] == "dataset" and not isinstance(out.get("rows"), int):
+            return f"gives no row count for output {name!r}"
+        if not any(rel.startswith(name + "/") for rel in files):
+            return f"lists no file of output {name!r}"
+    for rel, meta in files.items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("size"), int)
+                and isinstance(meta.get("xxh3"), str)):
+            return f"describes file {rel} badly"
+        if rel.split("/", 1)[0] not in outputs or ".." in rel.split("/"):
+            return f"lists file {rel}, of no output"
+    return None
+
+
 _LEASE_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
 
 
@@ -231,9 +255,12 @@ class Store:
                 return None
             raise _oserror(f"read {path}", e) from None
         try:
-            return json.loads(data)
+            obj = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             return {"__unreadable__": True}
+        # every file of the store holds an object; anything else was damaged by hand
+        return obj if isinstance(obj, dict) and "__unreadable__" not in obj else {
+            "__unreadable__": True}
 
     def manifest(self, key: str) -> dict | None:
         """The manifest of a complete artifact, None if there is none. Cheap checks only
@@ -250,13 +277,16 @@ class Store:
         return m
 
     def _check_shallow(self, key: str, m: dict):
-        if m.get("__unreadable__") or m.get("key") != key or "files" not in m:
+        if m.get("__unreadable__") or m.get("key") != key:
             raise CorruptArtifact(key, "manifest unreadable or not for this key")
         if m.get("format") != FORMAT_VERSION:
             raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
         if _recorded_key(m) != key:
             raise CorruptArtifact(key, "manifest does not hash to its key (its operator, "
                                        "params or inputs were edited)")
+        problem = _malformed(m)
+        if problem:
+            raise CorruptArtifact(key, f"manifest {problem}")
         files = m["files"]
         base = self._files(key, m)
         for rel, meta in files.items():
@@ -266,6 +296,21 @@ class Store:
             if size != meta["size"]:
                 raise CorruptArtifact(key, f"file {rel} has {size} bytes, manifest says "
                                            f"{meta['size']}")
+        unlisted = sorted(self._listing(base) - set(files))
+        if unlisted:
+            raise CorruptArtifact(key, f"file {unlisted[0]} is not in the manifest")
+
+    def _listing(self, base: str) -> set[str]:
+        """The files under an artifact's directory (its manifest aside)."""
+        if self.local is not None:
+            return {os.path.relpath(os.path.join(d, f), base) for d, _, names in os.walk(base)
+                    for f in names} - {MANIFEST}
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True,
+                                                        allow_not_found=True))
+        return {i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File} - {
+            MANIFEST}
 
     def _size(self, path: str) -> int | None:
         if self.local is not None:
@@ -566,8 +611,19 @@ class Store:
 
     # --- refs: what each stage of a spec last resolved to (for stale causes) ------------
     def read_ref(self, spec: str, node: str) -> dict | None:
+        """What `node` of `spec` last resolved to; None if never, or if the ref is damaged
+        (then a warning says so: the stage reads as new)."""
         ref = self._read_json(self._named("refs", spec, node))
-        return None if ref is None or ref.get("__unreadable__") else ref
+        if ref is None:
+            return None
+        if ref.get("__unreadable__") or not all(
+                isinstance(ref.get(k, {}), dict) for k in ("params", "inputs", "outputs")):
+            import sys
+
+            print(f"warning: the ref of {spec}/{node} in the store is damaged; ignoring it",
+                  file=sys.stderr)
+            return None
+        return ref
 
     def write_ref(self, spec: str, node: str, ref: dict):
         self._write_json(self._named("refs", spec, node), ref, "write a ref")
@@ -602,20 +658,24 @@ class Store:
 
     # --- housekeeping -------------------------------------------------------------------
     def artifacts(self) -> Iterator[dict]:
-        """Manifests of every complete artifact."""
+        """Manifests of every complete artifact; a damaged one is quarantined (and said)."""
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(f"{self.root}/objects", recursive=False, allow_not_found=True)
         for prefix in self.fs.get_file_info(selector):
             sub = pafs.FileSelector(prefix.path, recursive=False, allow_not_found=True)
             for info in self.fs.get_file_info(sub):
-                m = self._read_json(f"{info.path}/{MANIFEST}")
-                if m and not m.get("__unreadable__"):
+                key = info.base_name
+                if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+                    continue
+                m = self.manifest(key)
+                if m is not None:
                     yield m
 
     def delete(self, key: str) -> int:
         m = self._read_json(f"{self._obj(key)}/{MANIFEST}") or {}
-        size = sum(f["size"] for f in m.get("files", {}).values())
+        files = m.get("files") if isinstance(m.get("files"), dict) else {}
+        size = sum(f.get("size", 0) for f in files.values() if isinstance(f, dict))
         self.fs.delete_dir(self._obj(key))
         return size
 
