@@ -397,7 +397,10 @@ class Store:
     def begin(self, key: str) -> Staging:
         """A fresh local staging directory for the outputs of `key`."""
         self._obj(key)  # checks the key: a staging directory stays under tmp/
-        name = f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        from .leases import staging_space
+
+        name = (f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+                f"-{staging_space()}")
         if self.local is not None:
             path = self.local / "tmp" / name
         else:
@@ -516,31 +519,59 @@ class Store:
         self._obj(key)  # checks the key
         return f"{self.root}/leases/{key}.json"
 
+    def _lease_files(self):
+        """The store's conditional writes (None: it has none; warned once)."""
+        if not hasattr(self, "_conditional"):
+            from .leases import conditional_files
+
+            self._conditional = conditional_files(self)
+            if self._conditional is None:
+                import sys
+
+                print(f"warning: store {self.uri} cannot write a file only if it is absent; "
+                      "two runs sharing it may both compute a stage", file=sys.stderr)
+        return self._conditional
+
+    def _lease_record(self, owner: str, ttl: float) -> bytes:
+        from .leases import dump, holder
+
+        return dump({"owner": owner, **holder(), "expires": time.time() + ttl})
+
     def acquire_lease(self, key: str, owner: str, ttl: float) -> dict | None:
         """Take the lease on computing `key` for `ttl` seconds. None if taken (or renewed),
         else the live lease of whoever holds it. A lease that expired, or whose holder is a
-        dead process on this host, is taken over: a crash never leaves a lock behind."""
+        dead process of this PID space, is taken over: a crash never leaves a lock behind.
+        Taking is create-if-absent, taking over a compare-and-swap: of two runs, one wins."""
+        from .leases import parse
+
         path = self._lease_path(key)
-        mine = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
-                "expires": time.time() + ttl}
-        if self.local is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise _oserror("take a lease", e) from None
-            else:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(mine, f)
-                return None
+        mine = self._lease_record(owner, ttl)
+        files = self._lease_files()
+        if files is None:
+            return self._acquire_unconditional(path, owner, mine)
+        try:
+            for _ in range(3):
+                if files.create(path, mine):
+                    return None
+                data, version = files.read(path)
+                held = parse(data)
+                if held is None:
+                    continue  # released meanwhile
+                if held.get("owner") != owner and not self._lease_dead(held):
+                    return held
+                if files.swap(path, version, mine):
+                    return None
+            return parse(files.read(path)[0]) or {"owner": "?"}  # contended: wait a round
+        except OSError as e:
+            raise _oserror("take a lease", e) from None
+
+    def _acquire_unconditional(self, path: str, owner: str, mine: bytes) -> dict | None:
+        """Write, let a concurrent taker's write land, read back: narrows the race, no more."""
         held = self._read_json(path)
         if held and not held.get("__unreadable__") and held.get("owner") != owner \
                 and not self._lease_dead(held):
             return held
-        # free, expired or dead: write ours, let a concurrent taker's write land, read back
-        self._write_json(path, mine, "take a lease")
+        self._write_json(path, json.loads(mine), "take a lease")
         time.sleep(_LEASE_SETTLE)
         now = self._read_json(path)
         if now and now.get("owner") == owner:
@@ -548,40 +579,55 @@ class Store:
         return now or held
 
     def _lease_dead(self, lease: dict) -> bool:
-        if lease.get("expires", 0) < time.time():
+        from .leases import pid_alive, same_pid_space
+
+        expires = lease.get("expires")
+        if not isinstance(expires, (int, float)) or expires < time.time():
             return True
-        if lease.get("host") == socket.gethostname() and isinstance(lease.get("pid"), int):
-            try:
-                os.kill(lease["pid"], 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
-            try:  # killed but not yet reaped by its parent: as dead
-                with open(f"/proc/{lease['pid']}/stat") as f:
-                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-            except (OSError, IndexError):
-                pass
+        if same_pid_space(lease) and isinstance(lease.get("pid"), int):
+            return not pid_alive(lease["pid"])
         return False
 
     def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
         """Push the lease's expiry on; False if someone else holds it now."""
+        from .leases import parse
+
         path = self._lease_path(key)
-        held = self._read_json(path)
-        if held and held.get("owner") not in (None, owner) and not self._lease_dead(held):
-            return False
-        self._write_json(path, {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
-                                "expires": time.time() + ttl}, "renew a lease")
-        return True
+        mine = self._lease_record(owner, ttl)
+        files = self._lease_files()
+        if files is None:
+            held = self._read_json(path)
+            if held and held.get("owner") not in (None, owner) and not self._lease_dead(held):
+                return False
+            self._write_json(path, json.loads(mine), "renew a lease")
+            return True
+        try:
+            data, version = files.read(path)
+            held = parse(data)
+            if held is None:
+                return files.create(path, mine)
+            if held.get("owner") != owner and not self._lease_dead(held):
+                return False
+            return files.swap(path, version, mine)
+        except OSError as e:
+            raise _oserror("renew a lease", e) from None
 
     def release_lease(self, key: str, owner: str):
+        from .leases import parse
+
         path = self._lease_path(key)
-        held = self._read_json(path)
-        if held and held.get("owner") == owner:
-            try:
-                self.fs.delete_file(path)
-            except OSError:
-                pass
+        files = self._lease_files()
+        try:
+            if files is None:
+                held = self._read_json(path)
+                if held and held.get("owner") == owner:
+                    self.fs.delete_file(path)
+                return
+            data, version = files.read(path)
+            if (parse(data) or {}).get("owner") == owner:
+                files.swap(path, version, None)
+        except OSError:
+            pass  # it expires on its own
 
     # --- partial results of a running stage, kept across a crash -------------------------
     def shards(self, key: str, name: str) -> ShardLog:
@@ -680,26 +726,21 @@ class Store:
         return size
 
     def clean_tmp(self, everything: bool = False) -> int:
-        """Remove staging directories of runs that died (same host, pid gone), or all."""
+        """Remove staging directories of runs that died (this host and PID space, pid
+        gone), or all."""
+        from .leases import pid_alive, same_pid_space
+
         if self.local is None:
             return 0
         removed = 0
-        host = socket.gethostname()
         for d in (self.local / "tmp").glob("*"):
+            # <key>.<host>.<pid>.<random>-<pid space>
             parts = d.name.split(".")
             pid = int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else None
-            alive = False
-            if not everything and parts[1:-2] and ".".join(parts[1:-2]) == host and pid:
-                try:
-                    os.kill(pid, 0)
-                    alive = True
-                except ProcessLookupError:
-                    pass
-                except PermissionError:
-                    alive = True
-            elif not everything:
-                alive = True  # another host's run: not ours to judge
-            if not alive:
+            space = parts[-1].partition("-")[2]
+            mine = same_pid_space({"host": ".".join(parts[1:-2]), "pid_space": space},
+                                  hashed=True)
+            if everything or (mine and pid and not pid_alive(pid)):
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed
