@@ -200,7 +200,9 @@ def conditional_files(store) -> LocalFiles | S3Objects | None:
     if not store.uri.startswith("s3://"):
         return None
     try:
-        objects = S3Objects(store.uri, float(os.environ.get("STARDAG_TIMEOUT", "30")))
+        from .store import timeout
+
+        objects = S3Objects(store.uri, timeout())
     except ImportError:  # boto3 is the `s3` extra
         return None
     probe = f"{store.root}/leases/.probe-{uuid.uuid4().hex}"

@@ -39,11 +39,17 @@ def resolve_root(uri: str):
     """(filesystem, root path in it, local root or None for remote stores). A local store's
     filesystem is None until needed: a cached run reads manifests with plain file calls and
     need not import pyarrow."""
+    if not uri.strip() or uri.rstrip("/") in ("file:", "file:/"):
+        raise StoreError(f"store {uri!r} names no place: give a directory or a URI such as "
+                         "s3://bucket/prefix")
     if "://" in uri and not uri.startswith("file://"):
         import pyarrow.fs as pafs
 
+        scheme, _, rest = uri.partition("://")
+        if not rest.split("?", 1)[0].strip("/"):
+            raise StoreError(f"store {uri!r} names no bucket: give {scheme}://BUCKET[/PREFIX]")
         try:
-            fs, path = pafs.FileSystem.from_uri(uri)
+            fs, path = pafs.FileSystem.from_uri(_with_timeout(uri))
         except Exception as e:  # pyarrow raises several types here
             raise StoreError(f"cannot open store {uri}: {e}") from None
         return fs, path.rstrip("/"), None
@@ -51,17 +57,32 @@ def resolve_root(uri: str):
     return None, local.as_posix(), local
 
 
-def _oserror(action: str, e: OSError) -> StoreError:
+def timeout() -> float:
+    """Seconds a store or cluster connection may take to answer (`--timeout`)."""
+    return float(os.environ.get("STARDAG_TIMEOUT", "30"))
+
+
+def _with_timeout(uri: str) -> str:
+    """A GCS store retries for up to 15 minutes by default: bound it by the timeout."""
+    if uri.startswith("gs://") and "retry_limit_seconds=" not in uri:
+        return uri + ("&" if "?" in uri else "?") + f"retry_limit_seconds={timeout():g}"
+    return uri
+
+
+def _oserror(action: str, e: Exception) -> StoreError:
     reason = {errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
               errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded",
               errno.EFBIG: "file size limit exceeded", errno.ENOENT: "no such file or directory"}
-    code = e.errno
+    code = getattr(e, "errno", None)
     if code is None:  # pyarrow's errors carry the errno in their text only
         import re
 
         found = re.search(r"\[errno (\d+)\]", str(e))
         code = int(found.group(1)) if found else None
-    return StoreError(f"store: cannot {action}: {reason.get(code, e.strerror or str(e))}"
+    why = reason.get(code, getattr(e, "strerror", None) or str(e)).split(" error_info=")[0]
+    if len(why) > 300:  # cloud clients explain at length
+        why = why[:300] + "..."
+    return StoreError(f"store: cannot {action}: {why}"
                       + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
 
 
@@ -250,9 +271,11 @@ class Store:
                     data = f.read()
         except FileNotFoundError:
             return None
-        except OSError as e:
+        except Exception as e:  # OSError, or pyarrow's ArrowException from a cloud client
             if self.local is None and "not found" in str(e).lower():
                 return None
+            if not isinstance(e, OSError) and type(e).__module__ != "pyarrow.lib":
+                raise
             raise _oserror(f"read {path}", e) from None
         try:
             obj = json.loads(data)
