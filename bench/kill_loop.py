@@ -86,6 +86,10 @@ def outputs(spec, store, overrides) -> dict[str, dict]:
     return out
 
 
+def _differ(expected: dict, got: dict, store: str) -> list[str]:
+    return sorted(f"{store}:{n}" for n in expected if got.get(n) != expected[n])
+
+
 def kill_loop(spec, overrides=(), kills: int = 20, seed: int = 0, executor: str = "ray",
               work: Path | None = None, log=print) -> dict:
     work = Path(work or tempfile.mkdtemp(prefix="stardag-kill-"))
@@ -99,14 +103,21 @@ def kill_loop(spec, overrides=(), kills: int = 20, seed: int = 0, executor: str 
     log(f"uninterrupted run: {t_ref:.1f} s")
     expected = outputs(spec, work / "reference", overrides)
     rng = random.Random(seed)
-    store = work / "killed"
+    stores = [work / "killed"]
     # Kills follow the store's events, so that every run makes some progress and the kills
     # land everywhere: a staging directory made (a stage running), a shard or checkpoint
     # committed, an artifact published. Each run is killed at once or a random 0-0.5 s
     # after its k-th event (k = 1 or 2), or, about one time in seven, at a random moment of
-    # its start-up.
-    record = []
-    for i in range(kills):
+    # its start-up. A run that finishes before its kill has filled its store: its outputs
+    # are checked, and the kills go on in a fresh store until `kills` have landed.
+    record, differ = [], []
+    attempts = 0
+    while sum(not r["finished_first"] for r in record) < kills:
+        attempts += 1
+        if attempts > 3 * kills:
+            raise RuntimeError(f"only {sum(not r['finished_first'] for r in record)} of "
+                               f"{attempts - 1} runs were killed before they finished")
+        store = stores[-1]
         k = rng.choice((1, 1, 2))
         early = rng.random() < 0.15
         delay = rng.choice((0.0, rng.uniform(0, 0.05), rng.uniform(0, 0.05), rng.uniform(0, 0.5)))
@@ -130,21 +141,26 @@ def kill_loop(spec, overrides=(), kills: int = 20, seed: int = 0, executor: str 
         complete = check_store(store) if store.exists() else 0
         at = round(time.perf_counter() - started, 2)
         record.append({"killed_after_s": at, "events": None if early else k,
-                       "finished_first": finished, "complete_artifacts": complete})
-        log(f"kill {i + 1:>2}: after {at:5.2f} s"
+                       "finished_first": finished, "complete_artifacts": complete,
+                       "store": store.name})
+        log(f"run {attempts:>2}: " + ("finished first" if finished else f"killed after {at:5.2f} s")
             + (" (in start-up)" if early else f" ({k} store events + {delay:.2f} s)")
-            + (" (the run had finished)" if finished else "") + f", {complete} artifacts, all whole")
+            + f", {complete} artifacts, all whole")
         if finished:
-            break
-    final = subprocess.run(_run_cmd(spec, store, overrides, executor), env=env,
+            if proc.returncode:
+                raise RuntimeError(f"run {attempts} failed with status {proc.returncode}")
+            differ += _differ(expected, outputs(spec, store, overrides), store.name)
+            stores.append(work / f"killed-{len(stores)}")
+    final = subprocess.run(_run_cmd(spec, stores[-1], overrides, executor), env=env,
                            capture_output=True, text=True)
     if final.returncode:
         raise RuntimeError(f"the resumed run failed:\n{final.stderr[-3000:]}")
-    got = outputs(spec, store, overrides)
-    differ = sorted(n for n in expected if got.get(n) != expected[n])
+    got = outputs(spec, stores[-1], overrides)
+    differ += _differ(expected, got, stores[-1].name)
     log(f"final run: {len(got)} stages; outputs that differ from the uninterrupted run: "
         f"{differ or 'none'}")
     return {"kills": sum(not r["finished_first"] for r in record), "record": record,
+            "runs": attempts,
             "uninterrupted_s": round(t_ref, 2), "stages": len(got), "differ": differ,
             "seed": seed}
 

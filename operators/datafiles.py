@@ -9,13 +9,13 @@ from typing import Any, Callable, Iterator
 
 from pydantic import Field, model_validator
 
-from stardag.operator import FilePath, InputError, Params
+from stardag.operator import InputError, Params, RegularFile
 
 
 class SourceParams(Params):
     """Params of a problem source read from a file or a Hugging Face dataset."""
 
-    path: FilePath | None = None
+    path: RegularFile | None = None
     hf_dataset: str | None = None   # e.g. "openai/gsm8k" (needs `datasets` and a network)
     seed: int = 0
     train_size: int | None = Field(None, ge=1)
@@ -36,8 +36,10 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: a directory, not a JSON Lines file")
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found")
+    if not path.is_file():  # a FIFO would block the reader
+        raise DataError(f"{path}: not a regular file")
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             try:
@@ -48,8 +50,11 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+            except ValueError:  # Python reads integers of up to 4300 digits
+                raise DataError(f"{path}:{n}: a number in the row is too long (more than "
+                                "4300 digits)") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{n}: not a JSON object")
             yield n, row
@@ -69,8 +74,14 @@ def field(row: dict, dotted: str, where: str, kind: type = str) -> Any:
 
 def load_problems(path: str, parse_row: Callable[[dict, str], dict], limit: int | None = None) -> list[dict]:
     rows = []
+    first_line: dict[str, int] = {}  # the operators downstream group samples by id
     for n, raw in read_jsonl(path):
-        rows.append(parse_row(raw, f"{path}:{n}"))
+        row = parse_row(raw, f"{path}:{n}")
+        if row["id"] in first_line:
+            raise DataError(f"{path}:{n}: duplicate id {row['id']!r} (also on line "
+                            f"{first_line[row['id']]})")
+        first_line[row["id"]] = n
+        rows.append(row)
         if limit and len(rows) >= limit:
             break
     if not rows:

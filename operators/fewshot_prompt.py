@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from stardag.operator import Dataset, FilePath, InputError, Model, Operator, Params
+from stardag.operator import Dataset, InputError, Model, Operator, Params, RegularFile
 
 PROBLEMS = {"id": "string", "question": "string", "answer": "string"}
 PROMPTS = {**PROBLEMS, "prompt": "string", "hint_prompt": "string"}
@@ -24,7 +24,7 @@ class FewshotPrompt(Operator):
     outputs = {"prompts": Dataset(PROMPTS, passthrough="problems")}
 
     class Params(Params):
-        exemplars: FilePath | None = None
+        exemplars: RegularFile | None = None
         k: int = Field(0, ge=0)
         template: str = "Q: {question}\nA:"
         hint_template: str = "Q: {question} (answer: {hint})\nA:"
@@ -154,6 +154,9 @@ def read_exemplars(path: str, k: int, plain_fields: set[str], hint_fields: set[s
             except yaml.YAMLError as e:
                 raise DataError(f"{path}:{line(item)}: invalid YAML: "
                                 f"{getattr(e, 'problem', None) or e}") from None
+            except ValueError:  # Python reads integers of up to 4300 digits
+                raise DataError(f"{path}:{line(item)}: exemplar {i} of `{name}` has a number "
+                                "too long to read (more than 4300 digits)") from None
             if not isinstance(value, dict):
                 raise DataError(f"{path}:{line(item)}: exemplar {i} of `{name}` is not a "
                                 "mapping of fields (question, rationale, answer)")

@@ -34,8 +34,8 @@ class Loaded:
 
 def store_uri(spec_path: Path, spec_store: str | None, store: str | None) -> str:
     """--store, then $STARDAG_STORE, then the spec's `store:`, then .stardag/ beside the spec."""
-    if store:
-        return store
+    if store is not None:
+        return store  # an empty one is refused by the store
     if os.environ.get("STARDAG_STORE"):
         return os.environ["STARDAG_STORE"]
     if spec_store:

@@ -19,17 +19,34 @@ SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
 SPEC = click.argument("spec", type=click.Path(dir_okay=False))
 
 
+def _set_timeout(ctx, param, value):
+    if value is not None:
+        import os
+
+        os.environ["STARDAG_TIMEOUT"] = f"{value:g}"
+
+
+TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
+                       expose_value=False, callback=_set_timeout, is_eager=True,
+                       help="Seconds a store or Ray cluster may take to answer before the "
+                       "command gives up (default: $STARDAG_TIMEOUT or 30).")
+
+
 def _errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .interrupt import cause, install
+
+        install()
         try:
             return fn(*args, **kwargs)
         except StardagError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; finished stages stay cached", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            stop = cause(e)
+            click.echo(f"{stop or 'interrupted'}; finished stages stay cached", err=True)
+            sys.exit(stop.exit_code if stop else 130)
     return wrapper
 
 
@@ -58,6 +75,7 @@ def main():
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="`local` runs stages one by one in this process, without Ray.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@TIMEOUT
 @_errors
 def run(spec, overrides, force, until, store, address, executor, quiet):
     """Run a pipeline: compute what is not cached, reuse the rest.
@@ -84,6 +102,7 @@ def run(spec, overrides, force, until, store, address, executor, quiet):
 @STORE
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {stage, iteration, "
               "status, cause}.")
+@TIMEOUT
 @_errors
 def plan(spec, overrides, force, until, store, as_json):
     """Show, per stage and iteration, whether it is cached or will run, and why.
@@ -119,11 +138,13 @@ def plan(spec, overrides, force, until, store, as_json):
 @click.argument("stage")
 @click.option("--iteration", "-i", type=int, help="Iteration of a loop stage (default: last).")
 @click.option("--output", "-o", help="Which output, for stages with several.")
-@click.option("--head", "-n", type=int, default=10, show_default=True, help="Rows to print.")
+@click.option("--head", "-n", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Rows to print.")
 @click.option("--to", "to_file", type=click.Path(dir_okay=False),
               help="Write all rows to FILE (.parquet, .csv, .jsonl or .json).")
 @SET
 @STORE
+@TIMEOUT
 @_errors
 def show(spec, stage, iteration, output, head, to_file, overrides, store):
     """Print rows of a stage's artifact (or the files of a model).
@@ -151,7 +172,12 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
         suffix = Path(to_file).suffix
         if suffix not in writers:
             raise StardagError(f"--to: unknown file type {suffix!r} (use {', '.join(writers)})")
-        writers[suffix](to_file)
+        if not Path(to_file).absolute().parent.is_dir():
+            raise StardagError(f"--to {to_file}: directory {Path(to_file).parent} does not exist")
+        try:
+            writers[suffix](to_file)
+        except OSError as e:
+            raise StardagError(f"--to {to_file}: cannot write: {e.strerror or e}") from None
         click.echo(f"wrote {value.height} rows to {to_file}", err=True)
         return
     with pl.Config(tbl_rows=head, fmt_str_lengths=120, tbl_width_chars=160, tbl_cols=-1):
@@ -231,6 +257,7 @@ def gc(keep, store, dry_run):
 @click.option("--plot", type=click.Path(dir_okay=False), help="Where to write the PNG plot "
               "(default: <spec name>-report.png here).")
 @click.option("--no-plot", is_flag=True, help="Write no plot.")
+@TIMEOUT
 @_errors
 def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
     """Held-out accuracy per iteration and slice, and the training data used, as a table
@@ -258,6 +285,7 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
 @main.command(name="ls")
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @STORE
+@TIMEOUT
 @_errors
 def ls_(spec, store):
     """List the store's artifacts: stage, kind, rows, size, age.
@@ -274,8 +302,8 @@ def ls_(spec, store):
 
     if spec is None and store is None:
         raise StardagError("give a spec or --store")
-    st = Store(store or store_uri(Path(spec).absolute(), None, None))
-    if spec and not store:
+    st = Store(store if store is not None else store_uri(Path(spec).absolute(), None, None))
+    if spec and store is None:
         from . import api
 
         st = api.load(spec).store

@@ -88,7 +88,9 @@ def run_stage(payload: dict) -> dict:
             store.discard(staging)
         return {"error": str(e), "bad_input": True}
     except BaseException as e:  # the operator's failure is reported, not raised through Ray
-        if isinstance(e, KeyboardInterrupt):
+        from .interrupt import by_signal
+
+        if isinstance(e, KeyboardInterrupt) and by_signal():  # the user's, not the operator's
             if staging:
                 store.discard(staging)
             raise
@@ -99,7 +101,11 @@ def run_stage(payload: dict) -> dict:
                 return {"error": str(lost)}
             finally:
                 store.discard(staging)
-        return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        if isinstance(e, SystemExit):
+            return {"error": f"the operator called sys.exit({e.code!r})",
+                    "traceback": traceback.format_exc()}
+        return {"error": f"{type(e).__name__}: {e}" if str(e) else
+                f"the operator raised {type(e).__name__}", "traceback": traceback.format_exc()}
 
 
 def _under(location: tuple, name: str) -> tuple:
@@ -231,6 +237,37 @@ def ray_init_kwargs(address: str | None) -> dict[str, Any]:
     return kwargs
 
 
+def check_address(address: str):
+    """A cluster address that names no reachable host fails now, in one line: Ray itself
+    retries for minutes."""
+    import socket
+
+    from .store import timeout
+
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in hostport:
+        raise StardagError(f"--address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout()) as sock:
+            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):
+                # Ray speaks gRPC: an HTTP/2 server answers the client preface with SETTINGS
+                settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty frame
+                sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)
+                head = sock.recv(9)
+                if len(head) < 4 or head[3] != 4:
+                    raise StardagError(f"{address} is not a Ray cluster (it does not answer as "
+                                       "a gRPC server)")
+    except socket.timeout:
+        raise StardagError(f"cannot reach the Ray cluster at {address}: no answer within "
+                           f"{timeout():g}s (--timeout)") from None
+    except OSError as e:
+        raise StardagError(f"cannot reach the Ray cluster at {address}: "
+                           f"{e.strerror or e}") from None
+
+
 WORKER_RETRIES = 2
 POLL_S = 1.0  # how often a run waiting on another run's stage looks for its result
 
@@ -287,13 +324,25 @@ class RayRunner:
     def __init__(self, address: str | None, sys_path: list[str]):
         import ray
 
+        from . import interrupt
+
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
+            if address:
+                check_address(address)
             os.environ["PYTHONPATH"] = os.pathsep.join(
                 sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
             os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-            ray.init(**ray_init_kwargs(address))
+            ours = interrupt.installed()
+            try:
+                ray.init(**ray_init_kwargs(address))
+            except Exception as e:  # Ray raises ConnectionError, ValueError, RuntimeError...
+                what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise StardagError(f"cannot start or join Ray"
+                                   + (f" at {address}" if address else "") + f": {what}") from None
+            if ours:  # Ray installs its own SIGTERM handler, which dumps the C++ stacks
+                interrupt.install()
         self._task = ray.remote(run_stage)
         self._inflight: dict[Any, str] = {}
         self._refused: list[tuple[str, dict]] = []
@@ -442,6 +491,7 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                                         sys_path), nodes[node_id])
         return True
 
+    stopped: BaseException | None = None
     try:
         while pending or waiting or (runner and runner.busy()):
             launched, finished_before = False, show.n
@@ -518,13 +568,19 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                 rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
                 show.finished(node_id, f"done in {res.seconds:.1f}s"
                               + (f" ({', '.join(rows)})" if rows else ""))
+    except KeyboardInterrupt as e:
+        stopped = e
+        raise
     finally:
         if leases is not None:
             leases.close()
         if runner is not None:
             runner.close()
-        if runner is not None or failure:
-            _record(store, graph.name, results, time.monotonic() - show.t0, failure)
+        if runner is not None or failure or stopped:
+            from .interrupt import cause
+
+            _record(store, graph.name, results, time.monotonic() - show.t0,
+                    failure or stopped and (cause(stopped) or "interrupted"))
     if failure:
         raise failure
     return RunResult(graph.name, results)

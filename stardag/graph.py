@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from .code_identity import CodeIdentity, code_identity
 from .errors import SpecError
 from .fingerprint import UnhashableParam, canonical_json
-from .operator import Dataset, DefaultResources, Operator, Params, file_params, logical_type
+from .operator import (Dataset, DefaultResources, Operator, Params, directory_params,
+                       file_params, logical_type)
 from .registry import UnknownOperator, resolve, target_of
 from .spec import LoadedSpec, PreviousRef, StageSpec
 
@@ -145,7 +146,7 @@ def _operator_hint(ref: str) -> str:
         except (ImportError, AttributeError):
             return ""
         return _close(leaf, (m.name for m in pkgutil.iter_modules(where)))
-    except Exception:
+    except (Exception, SystemExit):
         return ""
     ops = [k for k, v in vars(module).items()
            if isinstance(v, type) and issubclass(v, Operator) and v is not Operator]
@@ -206,6 +207,7 @@ def _content(path: Path) -> str:
         return file_xxh3(path)
     h = xxhash.xxh3_128()
     files = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
+    # special files inside a directory are skipped: reading a FIFO would block
     for rel in sorted(files):
         h.update(rel.encode() + b"\0" + file_xxh3(files[rel]).encode() + b"\0")
     return h.hexdigest()
@@ -218,12 +220,23 @@ def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
     if not names:
         return params_json, params_json
     resolved, keyed = dict(params_json), dict(params_json)
+    directories = directory_params(op.Params)
 
     def find(field_name: str, value, where) -> Path:
+        from .spec import _not_regular
+
         file = Path(value) if Path(value).is_absolute() else loaded.path.parent / value
-        if not file.exists():
+        try:
+            kind = _not_regular(file)
+        except FileNotFoundError:
             raise loaded.error(f"param {field_name!r}: file not found: {value} (looked at {file})",
-                               where, name)
+                               where, name) from None
+        except OSError as e:
+            raise loaded.error(f"param {field_name!r}: cannot read {value}: {e.strerror}",
+                               where, name) from None
+        # checked before hashing: a directory such as /usr would be read whole first
+        if kind and not (kind == "a directory" and field_name in directories):
+            raise loaded.error(f"param {field_name!r}: {value} is {kind}, not a file", where, name)
         return file
 
     for field_name in names:
@@ -266,6 +279,9 @@ def keyed_files(op: type[Operator], params_json: dict, key_params: dict) -> dict
 def _params(loaded, name, iteration, st, op, path) -> Params:
     raw = dict(st.params)
     if iteration is not None and "iteration" in op.Params.model_fields:
+        if "iteration" in raw:
+            raise loaded.error("param 'iteration' is the loop's iteration number, which the "
+                               "engine sets: remove it", path + ("params", "iteration"), name)
         raw["iteration"] = iteration
     odd = _not_json(raw)
     if odd is not None:

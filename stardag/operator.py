@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from .errors import InputError
 
 __all__ = ["Context", "Dataset", "DefaultResources", "FilePath", "InputError", "Model",
-           "Operator", "Params", "file_params", "logical_type"]
+           "Operator", "Params", "RegularFile", "directory_params", "file_params", "logical_type"]
 
 
 class Params(BaseModel):
@@ -39,21 +39,36 @@ class Params(BaseModel):
 
 
 class _File:
-    """Marks a param as a file or directory path: resolved beside the spec, and its content
-    (not its path) is part of the stage's key."""
+    """Marks a param as a path: resolved beside the spec, and its content (not its path) is
+    part of the stage's key. A FilePath names a regular file or a directory (a model's); a
+    RegularFile only a regular file, checked before anything is read."""
+
+    def __init__(self, directories: bool):
+        self.directories = directories
 
 
-FilePath = Annotated[str, _File()]
+FilePath = Annotated[str, _File(directories=True)]
+RegularFile = Annotated[str, _File(directories=False)]
 
 
 def file_params(params_model: type[BaseModel]) -> list[str]:
-    """Names of the params declared as FilePath (or Optional[FilePath])."""
-    def marked(annotation, metadata=()) -> bool:
-        if any(isinstance(m, _File) for m in metadata):
-            return True
-        return any(marked(a, getattr(a, "__metadata__", ())) for a in get_args(annotation))
+    """Names of the params declared as FilePath or RegularFile (or Optional of them)."""
     return [name for name, f in params_model.model_fields.items()
-            if marked(f.annotation, f.metadata)]
+            if _marker(f.annotation, f.metadata)]
+
+
+def directory_params(params_model: type[BaseModel]) -> list[str]:
+    """Names of the path params that may name a directory (FilePath)."""
+    return [name for name, f in params_model.model_fields.items()
+            if getattr(_marker(f.annotation, f.metadata), "directories", False)]
+
+
+def _marker(annotation, metadata=()) -> _File | None:
+    found = next((m for m in metadata if isinstance(m, _File)), None)
+    if found:
+        return found
+    return next(filter(None, (_marker(a, getattr(a, "__metadata__", ()))
+                              for a in get_args(annotation))), None)
 
 
 # Arrow type names are compared by meaning: polars writes large_string where pyarrow writes

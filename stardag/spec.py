@@ -4,6 +4,7 @@ validated by frozen pydantic models; every error names the file, the line and th
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,8 @@ Origins = dict  # a key path into the spec, e.g. ("stages", "train", "params", "
 STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 MAX_VALUES = 100_000  # values a spec file may expand to, aliases included
 MAX_DEPTH = 64  # how deep mappings and lists may nest (the YAML reader recurses)
+MAX_NAME = 128  # characters of a stage or spec name: names become file names in the store
+MAX_MEMORY = 2**63 - 1  # bytes: Ray keeps resource amounts as 64-bit integers
 
 
 class _Frozen(BaseModel):
@@ -32,7 +35,8 @@ class Resources(_Frozen):
 
     cpus: float | None = Field(None, ge=0, allow_inf_nan=False)
     gpus: float | None = Field(None, ge=0, allow_inf_nan=False)
-    memory: int | None = Field(None, ge=0, description="bytes; '4GB'-style strings accepted")
+    memory: int | None = Field(None, ge=0, le=MAX_MEMORY,
+                               description="bytes; '4GB'-style strings accepted")
     custom: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
 
     @field_validator("memory", mode="before")
@@ -43,7 +47,12 @@ class Resources(_Frozen):
             if not m:
                 raise ValueError(f"cannot read memory size {v!r} (use e.g. 512MB or 4GB)")
             unit = m.group(2).upper().rstrip("B").rstrip("I")
-            return int(float(m.group(1)) * 1024 ** " KMGT".index(unit or " "))
+            size = float(m.group(1)) * 1024 ** " KMGT".index(unit or " ")
+            if size > MAX_MEMORY:  # also infinity, for a number of hundreds of digits
+                raise ValueError(f"memory size {v[:20]!r}... is larger than {MAX_MEMORY:,} bytes"
+                                 if len(v) > 20 else
+                                 f"memory size {v!r} is larger than {MAX_MEMORY:,} bytes")
+            return int(size)
         return v
 
 
@@ -137,8 +146,24 @@ def _too_deep(text: str) -> int | None:
     return None
 
 
+def _not_regular(path: Path) -> str | None:
+    """What `path` is if it is not a regular file (a FIFO would block the reader forever)."""
+    import stat
+
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def _load_yaml(path: Path) -> tuple[Any, Origins]:
     try:
+        kind = _not_regular(path)
+        if kind:
+            raise SpecError(f"the spec is {kind}, not a file", str(path))
         text = path.read_text()
     except FileNotFoundError:
         raise SpecError("spec file not found", str(path)) from None
@@ -200,6 +225,9 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise SpecError(f"invalid YAML value: {problem}", str(path),
                             n.start_mark.line + 1) from None
+        except ValueError:  # Python reads integers of up to 4300 digits
+            raise SpecError(f"invalid YAML value: {_too_long(n.value)}", str(path),
+                            n.start_mark.line + 1) from None
 
     def build_collection(n, key_path):
         if isinstance(n, yaml.MappingNode):
@@ -218,7 +246,8 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
                 if not isinstance(key, (str, int, float, bool)):
                     raise SpecError("mapping keys must be plain scalars", str(path),
                                     k.start_mark.line + 1)
-                key = str(key)
+                # `yes:`, `no:`, `on:`, `off:` are YAML 1.1 booleans: as keys, the text meant
+                key = k.value if isinstance(key, bool) else str(key)
                 if key in out:
                     raise SpecError(f"duplicate key {key!r}", str(path), k.start_mark.line + 1)
                 out[key] = build(v, key_path + (key,), k.start_mark.line + 1)
@@ -226,6 +255,11 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
         return [build(v, key_path + (i,), v.start_mark.line + 1) for i, v in enumerate(n.value)]
 
     return build(node, (), node.start_mark.line + 1), origins
+
+
+def _too_long(text: str) -> str:
+    digits = sum(c.isdigit() for c in text)
+    return f"a number of {digits} digits is too long (at most 4300)"
 
 
 # --- merging: extends and --set ---------------------------------------------------------
@@ -262,8 +296,19 @@ def _copy(src: Origins, dst: Origins, at: tuple):
             dst[k] = v
 
 
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve(strict=True)
+    except FileNotFoundError:
+        return path.resolve()  # reported as not found by the reader
+    except (RuntimeError, OSError) as e:  # RuntimeError: a loop, before Python 3.13
+        if isinstance(e, RuntimeError) or e.errno == errno.ELOOP:
+            raise SpecError("the spec path is a loop of symbolic links", str(path)) from None
+        raise SpecError(f"cannot read spec: {e.strerror}", str(path)) from None
+
+
 def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
-    path = path.resolve()
+    path = _resolve(path)
     data, origins = _load_yaml(path)
     if not isinstance(data, dict):
         raise SpecError("a spec must be a mapping of keys (name, stages, loop, ...)",
@@ -274,10 +319,15 @@ def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
     if not isinstance(parent, str):
         raise SpecError("`extends` must be a path to a spec file", *origins[("extends",)])
     parent_path = (path.parent / parent)
-    if not parent_path.exists():
-        raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)])
-    if not parent_path.is_file():
-        raise SpecError(f"`extends` names a directory, not a spec file: {parent}",
+    try:
+        kind = _not_regular(parent_path)
+    except FileNotFoundError:
+        raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)]) from None
+    except OSError as e:
+        why = "a loop of symbolic links" if e.errno == errno.ELOOP else e.strerror
+        raise SpecError(f"`extends` names {why}: {parent}", *origins[("extends",)]) from None
+    if kind:
+        raise SpecError(f"`extends` names {kind}, not a spec file: {parent}",
                         *origins[("extends",)])
     if parent_path.resolve() in seen + (path,):
         start = (seen[0] if seen else path).parent
@@ -307,6 +357,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
             raise SpecError(f"override {text!r}: value nests mappings and lists more than "
                             f"{MAX_DEPTH} levels deep", "--set")
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else ""
+    except ValueError:  # an integer of more than 4300 digits
+        raise SpecError(f"override {key}=...: {_too_long(value)}", "--set") from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"override {text!r}: value is not valid YAML ({problem})", "--set") from None
@@ -397,11 +449,17 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         if not STAGE_NAME.match(name):
             raise loaded.error("stage names must be letters, digits, '_' or '-' and start with a "
                                "letter or '_'", where, name)
+        if len(name) > MAX_NAME:
+            raise loaded.error(f"stage names must be at most {MAX_NAME} characters (this one "
+                               f"has {len(name)})", where, name[:40] + "...")
         if spec.loop and name in spec.loop.stages and name in spec.stages:
             raise loaded.error("a stage name is used both inside and outside the loop",
                                where, name)
     if not STAGE_NAME.match(spec.name):
         raise loaded.error("the spec name must be letters, digits, '_' or '-'", ("name",))
+    if len(spec.name) > MAX_NAME:
+        raise loaded.error(f"the spec name must be at most {MAX_NAME} characters (it has "
+                           f"{len(spec.name)})", ("name",))
     loaded.spec = spec
     return loaded
 

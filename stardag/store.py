@@ -39,11 +39,17 @@ def resolve_root(uri: str):
     """(filesystem, root path in it, local root or None for remote stores). A local store's
     filesystem is None until needed: a cached run reads manifests with plain file calls and
     need not import pyarrow."""
+    if not uri.strip() or uri.rstrip("/") in ("file:", "file:/"):
+        raise StoreError(f"store {uri!r} names no place: give a directory or a URI such as "
+                         "s3://bucket/prefix")
     if "://" in uri and not uri.startswith("file://"):
         import pyarrow.fs as pafs
 
+        scheme, _, rest = uri.partition("://")
+        if not rest.split("?", 1)[0].strip("/"):
+            raise StoreError(f"store {uri!r} names no bucket: give {scheme}://BUCKET[/PREFIX]")
         try:
-            fs, path = pafs.FileSystem.from_uri(uri)
+            fs, path = pafs.FileSystem.from_uri(_with_timeout(uri))
         except Exception as e:  # pyarrow raises several types here
             raise StoreError(f"cannot open store {uri}: {e}") from None
         return fs, path.rstrip("/"), None
@@ -51,17 +57,32 @@ def resolve_root(uri: str):
     return None, local.as_posix(), local
 
 
-def _oserror(action: str, e: OSError) -> StoreError:
+def timeout() -> float:
+    """Seconds a store or cluster connection may take to answer (`--timeout`)."""
+    return float(os.environ.get("STARDAG_TIMEOUT", "30"))
+
+
+def _with_timeout(uri: str) -> str:
+    """A GCS store retries for up to 15 minutes by default: bound it by the timeout."""
+    if uri.startswith("gs://") and "retry_limit_seconds=" not in uri:
+        return uri + ("&" if "?" in uri else "?") + f"retry_limit_seconds={timeout():g}"
+    return uri
+
+
+def _oserror(action: str, e: Exception) -> StoreError:
     reason = {errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
               errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded",
               errno.EFBIG: "file size limit exceeded", errno.ENOENT: "no such file or directory"}
-    code = e.errno
+    code = getattr(e, "errno", None)
     if code is None:  # pyarrow's errors carry the errno in their text only
         import re
 
         found = re.search(r"\[errno (\d+)\]", str(e))
         code = int(found.group(1)) if found else None
-    return StoreError(f"store: cannot {action}: {reason.get(code, e.strerror or str(e))}"
+    why = reason.get(code, getattr(e, "strerror", None) or str(e)).split(" error_info=")[0]
+    if len(why) > 300:  # cloud clients explain at length
+        why = why[:300] + "..."
+    return StoreError(f"store: cannot {action}: {why}"
                       + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
 
 
@@ -100,6 +121,40 @@ def _recorded_key(m: dict) -> str | None:
         return StageKey.from_json(m.get("record")).digest
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def _arrow_bytes(fs, path: str):
+    """A file's bytes in memory that Arrow owns. A Parquet read lets go of its source on one
+    of Arrow's threads, possibly after it returned; if the source held Python bytes (what
+    `read_buffer` of a non-seekable stream gives), that thread needs the GIL to free them,
+    and at interpreter exit it aborts the process ("terminate called without an active
+    exception"). A seekable file's `read_buffer` reads into Arrow's own memory."""
+    with fs.open_input_file(path) as f:
+        return f.read_buffer()
+
+
+def _malformed(m: dict) -> str | None:
+    """What is wrong with the shape of a manifest's outputs and files, or None."""
+    outputs, files = m.get("outputs"), m.get("files")
+    if not isinstance(outputs, dict) or not outputs:
+        return "has no outputs"
+    if not isinstance(files, dict):
+        return "has no file list"
+    for name, out in outputs.items():
+        if not (isinstance(out, dict) and out.get("kind") in ("dataset", "model")
+                and isinstance(out.get("content_hash"), str)):
+            return f"describes output {name!r} badly"
+        if out["kind"] == "dataset" and not isinstance(out.get("rows"), int):
+            return f"gives no row count for output {name!r}"
+        if not any(rel.startswith(name + "/") for rel in files):
+            return f"lists no file of output {name!r}"
+    for rel, meta in files.items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("size"), int)
+                and isinstance(meta.get("xxh3"), str)):
+            return f"describes file {rel} badly"
+        if rel.split("/", 1)[0] not in outputs or ".." in rel.split("/"):
+            return f"lists file {rel}, of no output"
+    return None
 
 
 _LEASE_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
@@ -147,9 +202,8 @@ class ShardLog:
                 if not os.path.exists(path):
                     return None
                 return pq.read_table(path, page_checksum_verification=True)
-            with self.store.fs.open_input_stream(path) as f:
-                data = f.read_buffer()
-            return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+            return pq.read_table(pa.BufferReader(_arrow_bytes(self.store.fs, path)),
+                                 page_checksum_verification=True)
         except FileNotFoundError:
             return None
         except Exception:  # truncated or damaged: recompute that shard
@@ -228,14 +282,19 @@ class Store:
                     data = f.read()
         except FileNotFoundError:
             return None
-        except OSError as e:
+        except Exception as e:  # OSError, or pyarrow's ArrowException from a cloud client
             if self.local is None and "not found" in str(e).lower():
                 return None
+            if not isinstance(e, OSError) and type(e).__module__ != "pyarrow.lib":
+                raise
             raise _oserror(f"read {path}", e) from None
         try:
-            return json.loads(data)
+            obj = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             return {"__unreadable__": True}
+        # every file of the store holds an object; anything else was damaged by hand
+        return obj if isinstance(obj, dict) and "__unreadable__" not in obj else {
+            "__unreadable__": True}
 
     def manifest(self, key: str) -> dict | None:
         """The manifest of a complete artifact, None if there is none. Cheap checks only
@@ -252,13 +311,16 @@ class Store:
         return m
 
     def _check_shallow(self, key: str, m: dict):
-        if m.get("__unreadable__") or m.get("key") != key or "files" not in m:
+        if m.get("__unreadable__") or m.get("key") != key:
             raise CorruptArtifact(key, "manifest unreadable or not for this key")
         if m.get("format") != FORMAT_VERSION:
             raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
         if _recorded_key(m) != key:
             raise CorruptArtifact(key, "manifest does not hash to its key (its operator, "
                                        "params or inputs were edited)")
+        problem = _malformed(m)
+        if problem:
+            raise CorruptArtifact(key, f"manifest {problem}")
         files = m["files"]
         base = self._files(key, m)
         for rel, meta in files.items():
@@ -268,6 +330,21 @@ class Store:
             if size != meta["size"]:
                 raise CorruptArtifact(key, f"file {rel} has {size} bytes, manifest says "
                                            f"{meta['size']}")
+        unlisted = sorted(self._listing(base) - set(files))
+        if unlisted:
+            raise CorruptArtifact(key, f"file {unlisted[0]} is not in the manifest")
+
+    def _listing(self, base: str) -> set[str]:
+        """The files under an artifact's directory (its manifest aside)."""
+        if self.local is not None:
+            return {os.path.relpath(os.path.join(d, f), base) for d, _, names in os.walk(base)
+                    for f in names} - {MANIFEST}
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True,
+                                                        allow_not_found=True))
+        return {i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File} - {
+            MANIFEST}
 
     def _size(self, path: str) -> int | None:
         if self.local is not None:
@@ -309,8 +386,7 @@ class Store:
         parts = sorted(rel for rel in m["files"] if rel.startswith(output + "/"))
         tables = []
         for rel in parts:
-            with self.fs.open_input_stream(f"{self._files(key, m)}/{rel}") as f:
-                data = f.read_buffer()  # Arrow-owned: no Python bytes for Arrow's threads to free
+            data = _arrow_bytes(self.fs, f"{self._files(key, m)}/{rel}")
             if xxhash.xxh3_128(memoryview(data)).hexdigest() != m["files"][rel]["xxh3"]:
                 self.quarantine(key, f"file {rel} does not match its checksum")
                 raise CorruptArtifact(key, f"file {rel} does not match its checksum")
@@ -331,10 +407,8 @@ class Store:
         except CorruptArtifact as e:
             self.quarantine(key, e.why)
             raise
-        if self.local is not None:
-            path = Path(self._obj(key)) / output
-            self._same_files(key, m, output, path)
-            return path
+        if self.local is not None:  # its file list was checked with the manifest
+            return Path(self._obj(key)) / output
         cache = _local_cache()
         dest = cache / key / output
         if (dest / ".complete").exists():
@@ -359,8 +433,8 @@ class Store:
         return dest
 
     def _same_files(self, key: str, m: dict, output: str, path: Path, ignore=frozenset()):
-        """A model directory holds exactly the files its manifest names, with their sizes
-        (a file added to it would reach every stage that reads it)."""
+        """A local copy of a model holds exactly the files its manifest names, with their
+        sizes (a file added to it would reach every stage that reads it)."""
         want = {rel[len(output) + 1:]: meta["size"] for rel, meta in m["files"].items()
                 if rel.startswith(output + "/")}
         have = {}
@@ -371,11 +445,8 @@ class Store:
                     have[rel] = os.path.getsize(os.path.join(root, f))
         if have != want:
             extra = sorted(set(have) - set(want))
-            why = (f"file {extra[0]} is not in its manifest" if extra else
-                   "its files differ from its manifest")
-            if self.local is not None:
-                self.quarantine(key, why)
-            raise CorruptArtifact(key, why)
+            raise CorruptArtifact(key, f"file {extra[0]} is not in the manifest" if extra
+                                  else "its files differ from the manifest")
 
     def set_aside_input(self, key: str, path: Path, why: str):
         """An input that a stage changed: quarantined (local store) or its local copy dropped
@@ -389,7 +460,10 @@ class Store:
     def begin(self, key: str) -> Staging:
         """A fresh local staging directory for the outputs of `key`."""
         self._obj(key)  # checks the key: a staging directory stays under tmp/
-        name = f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        from .leases import staging_space
+
+        name = (f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+                f"-{staging_space()}")
         if self.local is not None:
             path = self.local / "tmp" / name
         else:
@@ -509,31 +583,59 @@ class Store:
         self._obj(key)  # checks the key
         return f"{self.root}/leases/{key}.json"
 
+    def _lease_files(self):
+        """The store's conditional writes (None: it has none; warned once)."""
+        if not hasattr(self, "_conditional"):
+            from .leases import conditional_files
+
+            self._conditional = conditional_files(self)
+            if self._conditional is None:
+                import sys
+
+                print(f"warning: store {self.uri} cannot write a file only if it is absent; "
+                      "two runs sharing it may both compute a stage", file=sys.stderr)
+        return self._conditional
+
+    def _lease_record(self, owner: str, ttl: float) -> bytes:
+        from .leases import dump, holder
+
+        return dump({"owner": owner, **holder(), "expires": time.time() + ttl})
+
     def acquire_lease(self, key: str, owner: str, ttl: float) -> dict | None:
         """Take the lease on computing `key` for `ttl` seconds. None if taken (or renewed),
         else the live lease of whoever holds it. A lease that expired, or whose holder is a
-        dead process on this host, is taken over: a crash never leaves a lock behind."""
+        dead process of this PID space, is taken over: a crash never leaves a lock behind.
+        Taking is create-if-absent, taking over a compare-and-swap: of two runs, one wins."""
+        from .leases import parse
+
         path = self._lease_path(key)
-        mine = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
-                "expires": time.time() + ttl}
-        if self.local is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise _oserror("take a lease", e) from None
-            else:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(mine, f)
-                return None
+        mine = self._lease_record(owner, ttl)
+        files = self._lease_files()
+        if files is None:
+            return self._acquire_unconditional(path, owner, mine)
+        try:
+            for _ in range(3):
+                if files.create(path, mine):
+                    return None
+                data, version = files.read(path)
+                held = parse(data)
+                if held is None:
+                    continue  # released meanwhile
+                if held.get("owner") != owner and not self._lease_dead(held):
+                    return held
+                if files.swap(path, version, mine):
+                    return None
+            return parse(files.read(path)[0]) or {"owner": "?"}  # contended: wait a round
+        except OSError as e:
+            raise _oserror("take a lease", e) from None
+
+    def _acquire_unconditional(self, path: str, owner: str, mine: bytes) -> dict | None:
+        """Write, let a concurrent taker's write land, read back: narrows the race, no more."""
         held = self._read_json(path)
         if held and not held.get("__unreadable__") and held.get("owner") != owner \
                 and not self._lease_dead(held):
             return held
-        # free, expired or dead: write ours, let a concurrent taker's write land, read back
-        self._write_json(path, mine, "take a lease")
+        self._write_json(path, json.loads(mine), "take a lease")
         time.sleep(_LEASE_SETTLE)
         now = self._read_json(path)
         if now and now.get("owner") == owner:
@@ -541,40 +643,55 @@ class Store:
         return now or held
 
     def _lease_dead(self, lease: dict) -> bool:
-        if lease.get("expires", 0) < time.time():
+        from .leases import pid_alive, same_pid_space
+
+        expires = lease.get("expires")
+        if not isinstance(expires, (int, float)) or expires < time.time():
             return True
-        if lease.get("host") == socket.gethostname() and isinstance(lease.get("pid"), int):
-            try:
-                os.kill(lease["pid"], 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
-            try:  # killed but not yet reaped by its parent: as dead
-                with open(f"/proc/{lease['pid']}/stat") as f:
-                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-            except (OSError, IndexError):
-                pass
+        if same_pid_space(lease) and isinstance(lease.get("pid"), int):
+            return not pid_alive(lease["pid"])
         return False
 
     def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
         """Push the lease's expiry on; False if someone else holds it now."""
+        from .leases import parse
+
         path = self._lease_path(key)
-        held = self._read_json(path)
-        if held and held.get("owner") not in (None, owner) and not self._lease_dead(held):
-            return False
-        self._write_json(path, {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
-                                "expires": time.time() + ttl}, "renew a lease")
-        return True
+        mine = self._lease_record(owner, ttl)
+        files = self._lease_files()
+        if files is None:
+            held = self._read_json(path)
+            if held and held.get("owner") not in (None, owner) and not self._lease_dead(held):
+                return False
+            self._write_json(path, json.loads(mine), "renew a lease")
+            return True
+        try:
+            data, version = files.read(path)
+            held = parse(data)
+            if held is None:
+                return files.create(path, mine)
+            if held.get("owner") != owner and not self._lease_dead(held):
+                return False
+            return files.swap(path, version, mine)
+        except OSError as e:
+            raise _oserror("renew a lease", e) from None
 
     def release_lease(self, key: str, owner: str):
+        from .leases import parse
+
         path = self._lease_path(key)
-        held = self._read_json(path)
-        if held and held.get("owner") == owner:
-            try:
-                self.fs.delete_file(path)
-            except OSError:
-                pass
+        files = self._lease_files()
+        try:
+            if files is None:
+                held = self._read_json(path)
+                if held and held.get("owner") == owner:
+                    self.fs.delete_file(path)
+                return
+            data, version = files.read(path)
+            if (parse(data) or {}).get("owner") == owner:
+                files.swap(path, version, None)
+        except OSError:
+            pass  # it expires on its own
 
     # --- partial results of a running stage, kept across a crash -------------------------
     def shards(self, key: str, name: str) -> ShardLog:
@@ -604,8 +721,19 @@ class Store:
 
     # --- refs: what each stage of a spec last resolved to (for stale causes) ------------
     def read_ref(self, spec: str, node: str) -> dict | None:
+        """What `node` of `spec` last resolved to; None if never, or if the ref is damaged
+        (then a warning says so: the stage reads as new)."""
         ref = self._read_json(self._named("refs", spec, node))
-        return None if ref is None or ref.get("__unreadable__") else ref
+        if ref is None:
+            return None
+        if ref.get("__unreadable__") or not all(
+                isinstance(ref.get(k, {}), dict) for k in ("params", "inputs", "outputs")):
+            import sys
+
+            print(f"warning: the ref of {spec}/{node} in the store is damaged; ignoring it",
+                  file=sys.stderr)
+            return None
+        return ref
 
     def write_ref(self, spec: str, node: str, ref: dict):
         self._write_json(self._named("refs", spec, node), ref, "write a ref")
@@ -640,44 +768,43 @@ class Store:
 
     # --- housekeeping -------------------------------------------------------------------
     def artifacts(self) -> Iterator[dict]:
-        """Manifests of every complete artifact."""
+        """Manifests of every complete artifact; a damaged one is quarantined (and said)."""
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(f"{self.root}/objects", recursive=False, allow_not_found=True)
         for prefix in self.fs.get_file_info(selector):
             sub = pafs.FileSelector(prefix.path, recursive=False, allow_not_found=True)
             for info in self.fs.get_file_info(sub):
-                m = self._read_json(f"{info.path}/{MANIFEST}")
-                if m and not m.get("__unreadable__"):
+                key = info.base_name
+                if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+                    continue
+                m = self.manifest(key)
+                if m is not None:
                     yield m
 
     def delete(self, key: str) -> int:
         m = self._read_json(f"{self._obj(key)}/{MANIFEST}") or {}
-        size = sum(f["size"] for f in m.get("files", {}).values())
+        files = m.get("files") if isinstance(m.get("files"), dict) else {}
+        size = sum(f.get("size", 0) for f in files.values() if isinstance(f, dict))
         self.fs.delete_dir(self._obj(key))
         return size
 
     def clean_tmp(self, everything: bool = False) -> int:
-        """Remove staging directories of runs that died (same host, pid gone), or all."""
+        """Remove staging directories of runs that died (this host and PID space, pid
+        gone), or all."""
+        from .leases import pid_alive, same_pid_space
+
         if self.local is None:
             return 0
         removed = 0
-        host = socket.gethostname()
         for d in (self.local / "tmp").glob("*"):
+            # <key>.<host>.<pid>.<random>-<pid space>
             parts = d.name.split(".")
             pid = int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else None
-            alive = False
-            if not everything and parts[1:-2] and ".".join(parts[1:-2]) == host and pid:
-                try:
-                    os.kill(pid, 0)
-                    alive = True
-                except ProcessLookupError:
-                    pass
-                except PermissionError:
-                    alive = True
-            elif not everything:
-                alive = True  # another host's run: not ours to judge
-            if not alive:
+            space = parts[-1].partition("-")[2]
+            mine = same_pid_space({"host": ".".join(parts[1:-2]), "pid_space": space},
+                                  hashed=True)
+            if everything or (mine and pid and not pid_alive(pid)):
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed

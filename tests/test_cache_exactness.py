@@ -220,7 +220,7 @@ def test_a_file_added_to_a_model_artifact_by_hand_reads_as_corrupt(models, tmp_p
     (weights.parent / "extra.txt").write_text("not in the manifest")
     out = cli("run", models, "--executor", "local", "--force", "use", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "file extra.txt is not in its manifest" in out.stderr
+    assert "file model/extra.txt is not in the manifest" in out.stderr
     assert _files_seen(models, tmp_path) == 1
 
 

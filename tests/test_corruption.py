@@ -136,11 +136,16 @@ def _flip(path: Path):
     path.write_bytes(bytes(data))
 
 
-def _edit_params(artifact: Path):
+def _edit_manifest(artifact: Path, edit):
     manifest = artifact / "manifest.json"
     m = json.loads(manifest.read_text())
-    m["record"]["params"]["factor"] = 4  # as if `scaled` had been computed with another factor
+    edit(m)
     manifest.write_text(json.dumps(m, indent=1, sort_keys=True))
+
+
+def _edit_params(artifact: Path):
+    # as if `scaled` had been computed with another factor
+    _edit_manifest(artifact, lambda m: m["record"]["params"].update(factor=4))
 
 
 # (what is damaged, how, what the message says about it); None: the artifact is simply
@@ -163,6 +168,31 @@ DAMAGE = {
         r"file table/part-0\.parquet is missing",
     ),
     "edited-params-in-manifest": ("scaled", _edit_params, r"manifest"),
+    "manifest-a-json-list": (
+        "scaled",
+        lambda a: (a / "manifest.json").write_text("[]"),
+        r"manifest unreadable",
+    ),
+    "manifest-without-outputs": (
+        "scaled",
+        lambda a: _edit_manifest(a, lambda m: m.pop("outputs")),
+        r"manifest has no outputs",
+    ),
+    "dataset-file-removed-from-manifest": (
+        "scaled",
+        lambda a: _edit_manifest(a, lambda m: m["files"].pop("table/part-0.parquet")),
+        r"manifest lists no file of output 'table'",
+    ),
+    "model-file-removed-from-manifest": (
+        "weights",
+        lambda a: _edit_manifest(a, lambda m: m["files"].pop("model/config.json")),
+        r"file model/config\.json is not in the manifest",
+    ),
+    "file-entry-not-an-object": (
+        "weights",
+        lambda a: _edit_manifest(a, lambda m: m["files"].update({"model/config.json": 7})),
+        r"manifest describes file model/config\.json badly",
+    ),
     "truncated-safetensors": (
         "weights",
         lambda a: _truncate(a / "model" / "model.safetensors", 0.7),
@@ -231,3 +261,47 @@ def test_damage_found_by_show_is_reported_and_the_next_run_recomputes(
     assert ran == [stage], stderr  # the same bytes again: the stages below stay cached
     assert pipeline.refs() == before
     assert pipeline.values(stage) == values
+
+
+# what `ls` and `plan` find without reading every byte: all but flipped bytes
+SHALLOW = [c for c in CASES if c.id != "flipped-bytes-in-parquet"]
+
+
+@pytest.mark.parametrize(("stage", "damage", "message"), SHALLOW)
+def test_damage_found_by_ls_and_plan_is_reported_and_the_stage_reads_as_missing(
+    pipeline, stage, damage, message
+):
+    key = pipeline.refs()[stage]["key"]
+    damage(pipeline.artifact(stage))
+    listed = pipeline.stardag("ls", pipeline.spec)
+    assert key[:12] not in listed.stdout and "Traceback" not in listed.stderr
+    if message is not None:
+        assert _warning(listed.stderr, key, message), listed.stderr
+        assert not pipeline.artifact(stage).exists()  # quarantined
+    plan = pipeline.plan()
+    assert plan[stage]["status"] == "run" and plan[stage]["causes"] == ["missing"]
+
+
+STALE = ["--set", "stages.scaled.params.factor=5"]
+
+
+@pytest.mark.parametrize("text", ["[]", "7", '"ref"', '{"params": [], "key": 1}', "{"])
+def test_a_damaged_ref_is_reported_and_the_stage_reads_as_new(pipeline, text):
+    (pipeline.root / ".stardag" / "refs" / "corruption" / "scaled.json").write_text(text)
+    out = pipeline.stardag("plan", pipeline.spec, "--json", *STALE)
+    assert "warning: the ref of corruption/scaled in the store is damaged" in out.stderr
+    assert {e["node"]: e for e in json.loads(out.stdout)}["scaled"]["causes"] == ["new"]
+    ran, stderr = pipeline.run(*STALE)
+    assert ran == ["loaded", "scaled", "total", "weights"], stderr
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"lease"', "{"])
+def test_a_damaged_lease_is_taken_over(pipeline, text):
+    out = pipeline.stardag("plan", pipeline.spec, "--json", *STALE)
+    key = {e["node"]: e for e in json.loads(out.stdout)}["scaled"]["key"]
+    lease = pipeline.root / ".stardag" / "leases" / f"{key}.json"
+    lease.parent.mkdir(exist_ok=True)
+    lease.write_text(text)
+    ran, stderr = pipeline.run(*STALE)
+    assert ran == ["loaded", "scaled", "total", "weights"], stderr
+    assert not lease.exists()  # released

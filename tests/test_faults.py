@@ -10,11 +10,10 @@ import resource
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from support import cli_command, cli_env, write
+from support import cli_command, cli_env, until, write
 
 from stardag.store import Store
 
@@ -153,9 +152,9 @@ def test_the_store_deleted_under_a_running_run_is_one_error_and_the_next_run_rec
     proc = subprocess.Popen(cli_command("run", spec, "--store", store, "--executor", "local"),
                             env=cli_env(STARDAG_TEST_BLOCK=str(block)), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
-    deadline = time.monotonic() + 60
-    while not list((store / "tmp").glob("*/blob/half.bin")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: list((store / "tmp").glob("*/blob/half.bin")) or proc.poll() is not None,
+          what="the stage's first file")
+    assert proc.poll() is None, proc.communicate()[1]
     shutil.rmtree(store)  # under the running stage
     block.unlink()
     _, err = proc.communicate(timeout=60)

@@ -101,6 +101,52 @@ def test_a_live_lease_of_another_host_is_respected_and_an_expired_one_taken_over
     assert s.acquire_lease(KEY, "someone", ttl=10) is None
 
 
+def test_of_two_runs_taking_over_an_expired_lease_only_one_gets_it(tmp_path, monkeypatch):
+    b, c = Store(tmp_path), Store(tmp_path)
+    _lease(tmp_path, KEY, owner="dead", host="elsewhere", pid=1, expires=time.time() - 1)
+    judge = b._lease_dead
+
+    def judged_slowly(lease):  # while B decides the lease is free, C takes it
+        assert c.acquire_lease(KEY, "c", ttl=30) is None
+        return judge(lease)
+
+    monkeypatch.setattr(b, "_lease_dead", judged_slowly)
+    holder = b.acquire_lease(KEY, "b", ttl=30)
+    assert holder is not None and holder["owner"] == "c"
+    assert json.loads((tmp_path / "leases" / f"{KEY}.json").read_text())["owner"] == "c"
+
+
+def _in_pid_namespace(cmd: list, first: bool) -> list:
+    """cmd in a PID namespace of its own, as in a container: the first run gets a pid above
+    200 there, the second pid 1, and that pid is free in the second's."""
+    script = 'for i in $(seq 200); do /bin/true; done; "$@"; exit $?' if first else 'exec "$@"'
+    return ["unshare", "--pid", "--fork", "bash", "-c", script, "bash", *map(str, cmd)]
+
+
+def _can_unshare() -> bool:
+    return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare --pid (root)")
+def test_runs_in_two_pid_namespaces_respect_each_others_live_lease(setup, tmp_path):
+    spec, store, calls, block = setup
+    env = cli_env(STARDAG_TEST_CALLS=str(calls), STARDAG_TEST_BLOCK=str(block))
+    cmd = cli_command("run", spec, "--store", store, "--executor", "local")
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    a = subprocess.Popen(_in_pid_namespace(cmd, first=True), env=env, stdout=subprocess.DEVNULL,
+                         stderr=open(logs[0], "w"))
+    until(lambda: "slow" in calls_of(calls), what="run A inside `slow`")
+    b = subprocess.Popen(_in_pid_namespace(cmd, first=False), env=env,
+                         stdout=subprocess.DEVNULL, stderr=open(logs[1], "w"))
+    until(lambda: "waiting: another run is computing it" in logs[1].read_text()
+          or b.poll() is not None or calls_of(calls).count("slow") > 1, what="run B waiting")
+    block.unlink()
+    assert a.wait(60) == 0, logs[0].read_text()
+    assert b.wait(60) == 0, logs[1].read_text()
+    assert sorted(calls_of(calls)) == ["after", "nums", "slow"]  # each stage once in all
+    assert not list((store / "leases").glob("*.json"))
+
+
 def test_lease_names_cannot_leave_the_store(tmp_path):
     from stardag.errors import StoreError
 

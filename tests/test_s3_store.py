@@ -200,6 +200,21 @@ def test_leases_on_s3(s3):
     assert a.acquire_lease(key, "a", ttl=30) is None
 
 
+def test_of_two_runs_taking_over_an_expired_lease_on_s3_only_one_gets_it(s3, monkeypatch):
+    b, c = Store(s3), Store(s3)
+    key = "34" * 32
+    assert c.acquire_lease(key, "dead", ttl=-1) is None  # expired at once
+    judge = b._lease_dead
+
+    def judged_slowly(lease):  # while B decides the lease is free, C takes it
+        assert c.acquire_lease(key, "c", ttl=30) is None
+        return judge(lease)
+
+    monkeypatch.setattr(b, "_lease_dead", judged_slowly)
+    holder = b.acquire_lease(key, "b", ttl=30)
+    assert holder is not None and holder["owner"] == "c"
+
+
 def test_two_runs_sharing_an_s3_store_compute_each_stage_once(s3, tmp_path):
     spec = write(tmp_path / "shared.yaml", SLOW_SPEC)
     calls, block = tmp_path / "calls.txt", tmp_path / "block"
@@ -212,3 +227,17 @@ def test_two_runs_sharing_an_s3_store_compute_each_stage_once(s3, tmp_path):
     assert p1.wait(60) == 0, (tmp_path / "a.log").read_text()
     assert p2.wait(60) == 0, (tmp_path / "b.log").read_text()
     assert sorted(calls_of(calls)) == ["after", "nums", "slow"]
+
+
+def test_a_store_that_ignores_conditional_writes_still_leases_with_a_warning(
+        s3, monkeypatch, capfd):
+    from stardag.leases import S3Objects
+
+    monkeypatch.setattr(S3Objects, "honours_conditions", lambda self, probe: False)
+    a, b = Store(s3), Store(s3)
+    key = "56" * 32
+    assert a.acquire_lease(key, "a", ttl=30) is None
+    assert b.acquire_lease(key, "b", ttl=30)["owner"] == "a"
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 2  # once per store
+    assert "cannot write a file only if it is absent" in warnings[0]

@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import stardag
 from stardag.store import Store
-from support import TESTS, Calls, run, write
+from support import TESTS, Calls, run, until, write
 
 SPEC = """
 name: store
@@ -49,11 +48,9 @@ def test_killing_a_run_mid_stage_leaves_no_complete_artifact_and_the_next_run_re
     env = {**os.environ, "STARDAG_TEST_BLOCK": str(block), "PYTHONPATH": str(TESTS)}
     proc = subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", str(spec),
                              "--executor", "local"], env=env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while "slow" not in (calls.path.read_text() if calls.path.exists() else ""):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    time.sleep(0.2)  # the operator has written half of its output
+    until(lambda: list((tmp_path / ".stardag" / "tmp").glob("*/blob/half.bin"))
+          or proc.poll() is not None, what="the operator's first file")
+    assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert calls.take() == ["numbers", "slow"]
@@ -138,7 +135,7 @@ def test_the_store_holds_no_pickle(tmp_path, spec):
     run(spec)
     for p in (tmp_path / ".stardag").rglob("*"):
         if p.is_file():
-            assert p.suffix in {".json", ".parquet", ".bin"}, p
+            assert p.suffix in {".json", ".parquet", ".bin", ".lock"}, p  # .lock: empty
             assert not p.read_bytes().startswith(b"\x80"), f"{p} looks like a pickle"
 
 
