@@ -123,11 +123,26 @@ def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir
     assert messages == ["resumed 3 of 6 shards committed by an interrupted run"]
 
 
+@pytest.mark.parametrize("params,reason", [
+    (dict(max_new_tokens=3), "length"),              # cut off mid-scratchpad
+    (dict(max_new_tokens=40), "eos"),                # the model ended it
+    (dict(max_new_tokens=40, stop=["="]), "stop"),   # a stop string ended it
+])
+def test_every_sample_records_why_it_ended(model_dir, params, reason):
+    out = Sample().run(ctx(Sample, **params), model_dir, prompts())
+    assert out["finish_reason"].unique().to_list() == [reason]
+    if reason == "length":
+        assert (out["completion_tokens"] == 3).all()
+    if reason == "stop":
+        assert not out["completion"].str.contains("=").any()
+
+
 def test_verify_by_answer_and_by_steps():
     s = pl.DataFrame({"id": ["a", "b", "c", "d"], "question": ["12+34", "12+34", "12+34", "5+5"],
                       "answer": ["46", "46", "46", "10"], "prompt": [""] * 4, "sample_index": [0] * 4,
                       "completion": [arith.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
-                      "prompt_tokens": [0] * 4, "completion_tokens": [0] * 4})
+                      "prompt_tokens": [0] * 4, "completion_tokens": [0] * 4,
+                      "finish_reason": ["eos"] * 4})
     by_answer = Verify().run(ctx(Verify), s)
     assert by_answer["pred"].to_list() == ["46", "46", "47", "10"]
     assert by_answer["correct"].to_list() == [True, True, False, True]
@@ -176,7 +191,8 @@ def test_hint_rationalize_resumes_from_its_shards_with_the_same_output(model_dir
 def _verified(rows):
     return pl.DataFrame([{"id": i, "question": "1+1", "answer": "2", "prompt": "1+1\n",
                           "sample_index": k, "completion": c, "prompt_tokens": 4,
-                          "completion_tokens": 4, "pred": "2", "correct": ok}
+                          "completion_tokens": 4, "finish_reason": "eos", "pred": "2",
+                          "correct": ok}
                          for i, k, c, ok in rows])
 
 

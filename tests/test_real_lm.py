@@ -94,9 +94,35 @@ def test_the_vllm_backend_speaks_the_current_ray_data_llm_api():
         (0, 0, "a"), (0, 1, "a"), (1, 0, "b"), (1, 1, "b")]
     assert len({r["sampling_params"]["seed"] for r in reqs}) == 4
     assert reqs[0]["sampling_params"]["stop"] == ["\n"]
+    assert reqs[0]["sampling_params"]["include_stop_str_in_output"]
     engine_rows = [{**r, "generated_text": f"{r['prompt']}{r['_k']}", "num_input_tokens": 1,
-                    "num_generated_tokens": 2} for r in reversed(reqs)]
-    out = vb.collect([vb.postprocess(r) for r in engine_rows], 2, 2)
-    assert out == [[("a0", 1, 2), ("a1", 1, 2)], [("b0", 1, 2), ("b1", 1, 2)]]
+                    "num_generated_tokens": 2, "generated_tokens": [5, 6]} for r in reversed(reqs)]
+    out = vb.collect([vb.finished(vb.postprocess(r), p, {2}) for r in engine_rows], 2, 2)
+    assert out == [[("a0", 1, 2, "eos"), ("a1", 1, 2, "eos")], [("b0", 1, 2, "eos"), ("b1", 1, 2, "eos")]]
     with pytest.raises(RuntimeError, match="no output for 1 of 4"):
-        vb.collect([vb.postprocess(r) for r in engine_rows[1:]], 2, 2)
+        vb.collect([vb.finished(vb.postprocess(r), p, {2}) for r in engine_rows[1:]], 2, 2)
+
+
+@pytest.mark.parametrize("text,tokens,reason,kept", [
+    ("The answer is 7.\nQ: next", [9] * 5, "stop", "The answer is 7."),  # stop string, cut here
+    ("The answer is 7.", [9, 9, 2], "eos", "The answer is 7."),       # short of max_tokens
+    ("The answer is 7.", [9, 9, 9, 9, 2], "eos", "The answer is 7."),  # an end token at the limit
+    ("The answer is 7", [9] * 5, "length", "The answer is 7"),        # cut off at the limit
+])
+def test_the_vllm_backend_reads_why_a_completion_ended(text, tokens, reason, kept):
+    from operators import vllm_backend as vb
+    from operators.sample import Sample
+
+    p = Sample.Params(backend="vllm", max_new_tokens=5, stop=["\nQ:"])
+    row = {"_row": 0, "_k": 0, "generated_text": text, "num_input_tokens": 3,
+           "num_generated_tokens": len(tokens), "generated_tokens": tokens}
+    got = vb.finished(vb.postprocess(row), p, {2})
+    assert (got["finish_reason"], got["text"]) == (reason, kept)
+
+
+def test_the_vllm_backend_reads_the_end_tokens_from_the_model_directory(tmp_path):
+    from operators import vllm_backend as vb
+
+    (tmp_path / "config.json").write_text('{"eos_token_id": 2}')
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": [2, 7]}')
+    assert vb.eos_ids(str(tmp_path)) == {2, 7}
