@@ -283,3 +283,13 @@ def test_evaluate_reports_accuracy_by_slice_and_train_data_used(model_dir):
     assert m[("accuracy", "all")]["value"] == pytest.approx(out["predictions"]["correct"].mean())
     assert m[("train_used", "generation")]["value"] == pytest.approx(2 / 8)
     assert m[("faithful", "generation")]["value"] == 1.0
+
+
+def test_evaluate_reports_truncated_completions_and_where_the_heldout_problems_came_from(model_dir):
+    p = prompts(6).with_columns(pl.lit("test.jsonl, whole").alias("split"))
+    out = Evaluate().run(ctx(Evaluate, max_new_tokens=3), model_dir, p)
+    m = {(r["kind"], r["slice"]): r for r in out["metrics"].iter_rows(named=True)}
+    # 3 tokens cut every scratchpad short: all truncated, none correct
+    assert out["predictions"]["finish_reason"].unique().to_list() == ["length"]
+    assert m[("truncated", "all")]["value"] == 1.0 and m[("accuracy", "all")]["value"] == 0.0
+    assert (m[("heldout", "test.jsonl, whole")]["value"], m[("heldout", "test.jsonl, whole")]["n"]) == (1.0, 6)
