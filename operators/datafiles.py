@@ -16,9 +16,10 @@ class SourceParams(Params):
     """Params of a problem source read from files or a Hugging Face dataset.
 
     Held-out problems come from a separate file (`heldout_path`) or hub split
-    (`heldout_split`), used whole unless `heldout_size` asks for a seeded sample of it;
-    otherwise they are a seeded split of the training problems (`heldout_size`, 200 if left
-    out). `heldout_size: all` holds out the whole source: a source used only to evaluate."""
+    (`heldout_split`), used whole unless `heldout_size` is a number (then a seeded sample of
+    that many); otherwise they are a seeded split of the training problems (`heldout_size`,
+    200 if left out), and `heldout_size: all` holds out the whole source (a source used only
+    to evaluate)."""
 
     path: FilePath | None = None
     hf_dataset: str | None = None   # e.g. "openai/gsm8k" (needs `datasets` and a network)
@@ -38,10 +39,6 @@ class SourceParams(Params):
             raise ValueError("give at most one of `heldout_path` and `heldout_split`")
         if self.heldout_split is not None and self.hf_dataset is None:
             raise ValueError("`heldout_split` needs `hf_dataset`; for files give `heldout_path`")
-        separate = self.heldout_path is not None or self.heldout_split is not None
-        if separate and self.heldout_size == "all":
-            raise ValueError("`heldout_size: all` holds out the whole source; with a separate "
-                             "held-out set, leave it out (that set is used whole)")
         return self
 
 
@@ -150,10 +147,11 @@ def problems(p: SourceParams, parse_row, hub_config: str | None = None, hub_row=
     source = Path(p.path).name if p.path else f"{p.hf_dataset}[{p.split}]"
     if p.heldout_path or p.heldout_split:
         held_from = Path(p.heldout_path).name if p.heldout_path else f"{p.hf_dataset}[{p.heldout_split}]"
-        held = sample_of(read(p.heldout_path, p.heldout_split), p.seed, p.heldout_size, held_from)
+        size = None if p.heldout_size == "all" else p.heldout_size
+        held = sample_of(read(p.heldout_path, p.heldout_split), p.seed, size, held_from)
         shuffled = split(rows, p.seed, None, "all")[1]
         train = shuffled[:p.train_size] if p.train_size else shuffled
-        where = f"{held_from}, whole" if p.heldout_size is None else (
+        where = f"{held_from}, whole" if size is None else (
             f"{held_from}, {len(held)} sampled (seed {p.seed})")
     else:
         size = 200 if p.heldout_size is None else p.heldout_size

@@ -27,6 +27,9 @@ def test_a_heldout_file_is_used_whole():
     assert out["heldout"]["answer"].to_list() == ["3", "24", "30"]
     assert out["heldout"]["split"].unique().to_list() == ["gsm8k_test_small.jsonl, whole"]
     assert out["train"].height == 4 and "split" not in out["train"].columns
+    also_whole = run(GSM8K, path=str(FIX / "gsm8k_small.jsonl"), heldout_size="all",
+                     heldout_path=str(FIX / "gsm8k_test_small.jsonl"))
+    assert also_whole["heldout"].equals(out["heldout"])
 
     dev = run(CommonsenseQA, path=str(FIX / "commonsenseqa_small.jsonl"),
               heldout_path=str(FIX / "commonsenseqa_dev_small.jsonl"), train_size=2)
@@ -60,7 +63,6 @@ def test_the_seeded_split_of_the_training_file_is_the_fallback_and_says_so():
 
 
 @pytest.mark.parametrize("params,message", [
-    (dict(heldout_size="all", heldout_path=str(FIX / "gsm8k_test_small.jsonl")), "leave it out"),
     (dict(heldout_split="test"), "`heldout_split` needs `hf_dataset`"),
     (dict(heldout_size="some"), "heldout_size"),
     (dict(heldout_size=0), "heldout_size"),
