@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from stardag.operator import FilePath, InputError, Params
 
@@ -29,7 +29,14 @@ class SourceParams(Params):
     heldout_split: str | None = None  # e.g. "test" (GSM8K), "validation" (CommonsenseQA)
     seed: int = 0
     train_size: int | None = Field(None, ge=1)
-    heldout_size: Annotated[int, Field(ge=1)] | Literal["all"] | None = None
+    heldout_size: int | str | None = None   # a number of problems, or "all"
+
+    @field_validator("heldout_size")
+    @classmethod
+    def _count_or_all(cls, v):
+        if isinstance(v, str) and v != "all" or isinstance(v, int) and v < 1:
+            raise ValueError(f"should be a number greater than or equal to 1, or `all`; got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _one_source(self):
