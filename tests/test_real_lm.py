@@ -45,7 +45,10 @@ def test_a_model_directory_param_counts_by_content(tmp_path):
 @pytest.mark.ray
 @pytest.mark.skipif(not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout")
 def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
-    small = ["stages.problems.params.train_size=3", "stages.problems.params.heldout_size=3",
+    # the fixtures' easy problems to train on, and a held-out file used whole
+    small = ["stages.problems.params.path=../tests/fixtures/gsm8k_small.jsonl",
+             "stages.problems.params.heldout_path=../tests/fixtures/gsm8k_test_small.jsonl",
+             "stages.problems.params.heldout_size=all",
              "stages.evaluate_base.params.max_new_tokens=48",
              "loop.stages.samples.params.max_new_tokens=48",
              "loop.stages.rationalized.params.max_new_tokens=48",
@@ -53,12 +56,19 @@ def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
              "loop.stages.train.params.steps=1", "loop.stages.train.params.max_length=256"]
     store = str(tmp_path / "store")
     spec = ROOT / "pipelines" / "gsm8k_cpu.yaml"
-    # given the answer as a hint, even a 135M model writes it: rationalization gives the
-    # loop examples to train on where generation solves nothing
+    # strictly verified, with completions cut off at 48 tokens never correct, the 135M model
+    # still solves one of these four ('Tom has 3 apples...'): the loop has an example
     result = stardag.run(spec, overrides=small, store=store, progress=False)
     assert "evaluate@1" in result.computed()
+    examples = stardag.read(spec, "examples", iteration=1, overrides=small, store=store)
+    assert examples.height >= 1
+    samples = stardag.read(spec, "verified", iteration=1, overrides=small, store=store)
+    assert set(samples["finish_reason"]) <= {"stop", "eos", "length"}
+    assert not samples.filter(samples["finish_reason"] == "length")["correct"].any()
     metrics = stardag.read(spec, "evaluate", iteration=1, output="metrics", overrides=small, store=store)
-    assert metrics.filter(metrics["kind"] == "accuracy")["n"][0] == 3
+    m = {(r["kind"], r["slice"]): r for r in metrics.iter_rows(named=True)}
+    assert m[("accuracy", "all")]["n"] == 3
+    assert m[("heldout", "gsm8k_test_small.jsonl, whole")]["n"] == 3
     model = stardag.read(spec, "train", iteration=1, overrides=small, store=store)
     assert (model / "model.safetensors").exists()
     assert json.loads((model / "config.json").read_text())["model_type"] == "llama"
