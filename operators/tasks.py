@@ -151,17 +151,23 @@ def choices_of(question: str) -> dict[str, str]:
 def named_choices(answer: str, question: str) -> set[str]:
     """Every choice an answer names: letters in parentheses anywhere, a bare capital letter
     at its start ('B.'), and choice texts (the longest first, so 'kitchen table' is one
-    choice, not also 'table')."""
-    named = {m.group(1).upper() for m in _LETTER_IN_PARENS.finditer(answer)}
+    choice, not also 'table'). A text that two choices share names both, unless the answer
+    also names one of them by its letter ('(a) home')."""
+    letters = {m.group(1).upper() for m in _LETTER_IN_PARENS.finditer(answer)}
     lead = _LEADING_LETTER.match(answer)
     if lead:
-        named.add(lead.group(1))
-    texts = sorted(((v.lower(), k) for k, v in choices_of(question).items() if v), reverse=True,
-                   key=lambda t: len(t[0]))
-    if texts:
-        pattern = re.compile("|".join(rf"(?<!\w){re.escape(t)}(?!\w)" for t, _ in texts))
-        letter_of = dict(texts)
-        named |= {letter_of[m.group(0)] for m in pattern.finditer(answer.lower())}
+        letters.add(lead.group(1))
+    letters_of: dict[str, set[str]] = {}
+    for letter, text in choices_of(question).items():
+        if text:
+            letters_of.setdefault(text.lower(), set()).add(letter)
+    named = set(letters)
+    if letters_of:
+        texts = sorted(letters_of, key=len, reverse=True)
+        pattern = re.compile("|".join(rf"(?<!\w){re.escape(t)}(?!\w)" for t in texts))
+        for m in pattern.finditer(answer.lower()):
+            if not letters_of[m.group(0)] & letters:
+                named |= letters_of[m.group(0)]
     return named
 
 

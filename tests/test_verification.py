@@ -113,3 +113,12 @@ QUESTION = ("Where do you eat breakfast at home?\nAnswer Choices:\n"
 def test_commonsenseqa_answers_commit_to_exactly_one_choice(text, strict, flexible):
     assert csqa_strict(text, QUESTION) == strict
     assert csqa_flexible(text, QUESTION) == flexible
+
+
+def test_a_choice_text_that_two_choices_share_names_both():
+    # CommonsenseQA has such questions: '(a) home (b) hardware store (c) home ...'
+    question = "Where?\nAnswer Choices:\n(a) home (b) hardware store (c) home (d) hot room (e) office"
+    assert csqa_flexible("So the answer is home.", question) is None
+    assert csqa_flexible("So the answer is (a) home.", question) == "A"  # the letter decides
+    assert csqa_flexible("So the answer is (a).", question) == "A"
+    assert csqa_flexible("So the answer is (b) home.", question) is None
