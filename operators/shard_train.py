@@ -55,6 +55,11 @@ class TrainParams(Params):
     # a checkpoint (weights, optimizer, data order, RNG) every this many steps, kept in the
     # store until the model is published: a killed training resumes from the last one
     checkpoint_every: int = Field(50, gt=0)
+    # a line in the stage's log every this many steps: loss, learning rate, tokens/s (0: none)
+    log_every: int = Field(10, ge=0)
+    # recompute activations in the backward pass instead of keeping them: less memory,
+    # about a third more compute, the same loss
+    gradient_checkpointing: bool = False
 
 
 def step_budget(steps: int, growth: float, iteration: int) -> int:
@@ -85,6 +90,9 @@ def train_loop(config: dict):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(config["start"], dtype=torch.float32)
+    if config["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
     if config["lora"]:
         model = with_lora(model, config["lora"])
     device = "cpu"
@@ -113,6 +121,7 @@ def train_loop(config: dict):
         if rank == 0:
             print(f"  resumed training from the checkpoint at step {first} of {steps}",
                   file=sys.stderr, flush=True)
+    seen, since, logged = 0, time.monotonic(), len(losses)
     for step in range(first, steps):
         opt.zero_grad(set_to_none=True)
         for _ in range(config["grad_accum"]):
@@ -122,6 +131,7 @@ def train_loop(config: dict):
                 order.extend(more * max(1, -(-bs // max(1, len(more)))))
             idx, order = order[:bs], order[bs:]
             ids, att, lab = (t.to(device) for t in hf.collate([data[i] for i in idx], tok.pad_token_id))
+            seen += int(att.sum())
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                                 enabled=config["bf16"] and device != "cpu"):
                 loss = model(input_ids=ids, attention_mask=att, labels=lab).loss / config["grad_accum"]
@@ -131,6 +141,14 @@ def train_loop(config: dict):
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         losses.append(loss.item() * config["grad_accum"])
+        every = config["log_every"]
+        if rank == 0 and every and ((step + 1) % every == 0 or step + 1 == steps):
+            recent = losses[logged:]  # the steps since the last line
+            rate = seen * world / max(time.monotonic() - since, 1e-9)
+            print(f"  step {step + 1}/{steps}: loss {sum(recent) / len(recent):.4f}, "
+                  f"lr {opt.param_groups[0]['lr']:.3g}, {rate:.0f} tokens/s",
+                  file=sys.stderr, flush=True)
+            seen, since, logged = 0, time.monotonic(), len(losses)
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
             _checkpoint(config, ray_mode, rank, step + 1, getattr(model, "module", model), opt,
                         order, rng, losses)
@@ -144,11 +162,30 @@ def train_loop(config: dict):
                 warnings.simplefilter("ignore", FutureWarning)
                 inner = inner.merge_and_unload()
         hf.save(inner, tok, out)
+        write_training_log(out, losses, config)
     if ray_mode:
         from ray.train import Checkpoint
 
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out) if rank == 0 else None)
     return metrics
+
+
+TRAINING_LOG = "training_log.json"
+
+
+def write_training_log(out: Path, losses: list[float], config: dict):
+    """Every step's loss and learning rate beside the weights, for `stardag report --loss`.
+    Only what the run determines (no timings), so the model's content hash stays
+    reproducible; a resumed training logs the steps before the kill from its checkpoint."""
+    import json
+
+    from . import hf
+
+    steps = config["total_steps"]
+    log = {"steps": [{"step": i + 1, "loss": loss,
+                      "lr": hf.lr_at(i, steps, config["lr"], config["warmup"], config["min_lr_ratio"])}
+                     for i, loss in enumerate(losses)]}
+    (out / TRAINING_LOG).write_text(json.dumps(log))
 
 
 # --- checkpoints: everything the loop needs to go on as if it had not stopped ----------
@@ -199,7 +236,7 @@ def with_lora(model, lora: dict):
 
 
 class ShardTrain(Operator):
-    version = "1"
+    version = "2"
     inputs = {"base": Model(), "examples": Dataset(EXAMPLES), "previous": Model(optional=True)}
     outputs = {"model": Model()}
     # the stage only orchestrates: Ray Train's workers take the CPUs/GPUs (see STACK-NOTES:

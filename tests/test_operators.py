@@ -293,3 +293,33 @@ def test_evaluate_reports_truncated_completions_and_where_the_heldout_problems_c
     assert out["predictions"]["finish_reason"].unique().to_list() == ["length"]
     assert m[("truncated", "all")]["value"] == 1.0 and m[("accuracy", "all")]["value"] == 0.0
     assert (m[("heldout", "test.jsonl, whole")]["value"], m[("heldout", "test.jsonl, whole")]["n"]) == (1.0, 6)
+
+
+def test_shard_train_logs_loss_lr_and_tokens_per_second_and_keeps_every_step(model_dir, tmp_path, capfd):
+    import json
+
+    params = dict(steps=5, lr=1e-2, warmup=2, batch_size=4, trainer="torch", max_length=64,
+                  log_every=2)
+    c = ctx(ShardTrain, tmp_path, iteration=1, **params)
+    ShardTrain().run(c, model_dir, _examples())
+    lines = [line for line in capfd.readouterr().err.splitlines() if "tokens/s" in line]
+    assert [line.split(":")[0].strip() for line in lines] == ["step 2/5", "step 4/5", "step 5/5"]
+    assert all("loss " in line and "lr " in line for line in lines)
+    log = json.loads((c.output_dir("model") / "training_log.json").read_text())["steps"]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5]
+    assert [e["lr"] for e in log][:2] == pytest.approx([5e-3, 1e-2])  # the warmup
+    assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_gradient_checkpointing_trains_to_the_same_losses(model_dir, tmp_path):
+    import json
+
+    params = dict(steps=4, lr=1e-2, warmup=0, batch_size=4, trainer="torch", max_length=64)
+    losses = []
+    for checkpointing in (False, True):
+        c = ctx(ShardTrain, tmp_path / str(checkpointing), iteration=1,
+                gradient_checkpointing=checkpointing, **params)
+        ShardTrain().run(c, model_dir, _examples())
+        log = json.loads((c.output_dir("model") / "training_log.json").read_text())["steps"]
+        losses.append([e["loss"] for e in log])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
