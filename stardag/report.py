@@ -13,6 +13,7 @@ from .errors import SpecError
 from .planner import make_plan
 
 METRICS = "metrics"
+TRAINING_LOG = "training_log.json"
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
@@ -45,7 +46,8 @@ def _metrics_stages(ld: Loaded) -> tuple[str | None, str | None]:
 
 def collect(spec_path, overrides=(), store=None, stage: str | None = None,
             base: str | None = None) -> dict:
-    """{"iterations": [{"iteration", "accuracy", "by_slice", "train_used", "faithful"}]}"""
+    """{"iterations": [{"iteration", "accuracy", "n", "ci95", "by_slice", ..., "training"}]}
+    (see `entry_of`; `training`: that iteration's training log, [{step, loss, lr}])"""
     ld = load(spec_path, overrides, store)
     default_base, default_stage = _metrics_stages(ld)
     stage, base = stage or default_stage, base or default_base
@@ -66,7 +68,27 @@ def collect(spec_path, overrides=(), store=None, stage: str | None = None,
             continue
         rows = ld.store.read_table(manifest["key"], METRICS).to_pylist()
         iterations.append(entry_of(i, rows))
+    curves = _training_logs(ld, cached)
+    for entry in iterations:
+        entry["training"] = curves.get(entry["iteration"], [])
     return {"spec": ld.graph.name, "iterations": iterations, "not_computed": missing}
+
+
+def _training_logs(ld: Loaded, cached: dict) -> dict[int, list[dict]]:
+    """{iteration: [{step, loss, lr}]} from the loop's model outputs that carry a training
+    log (shard_train writes one beside the weights)."""
+    import json
+
+    curves = {}
+    for node in ld.graph.nodes.values():
+        manifest = cached.get(node.id)
+        if not node.iteration or manifest is None:
+            continue
+        for output, info in manifest["outputs"].items():
+            if info["kind"] == "model" and f"{output}/{TRAINING_LOG}" in manifest.get("files", {}):
+                path = ld.store.model_dir(manifest["key"], output) / TRAINING_LOG
+                curves[node.iteration] = json.loads(path.read_text())["steps"]
+    return curves
 
 
 def entry_of(iteration: int, rows: list[dict]) -> dict:
@@ -130,20 +152,25 @@ def table(report: dict) -> str:
 
 def plot(report: dict, path: Path):
     """Held-out accuracy per iteration, one line per slice and one for all (Figure 4 style),
-    each point with its 95% interval as an error bar."""
+    each point with its 95% interval as an error bar; beside it, where the loop's training
+    kept a log, the training loss per step, one curve per iteration."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     its = report["iterations"]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    curves = [e for e in its if e.get("training")]
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 7, 4.2), dpi=120,
+                             squeeze=False)
+    ax = axes[0][0]
     slices = sorted({s for e in its for s in e["by_slice"]}, key=lambda s: (len(s), s))
     xs = [e["iteration"] for e in its]
+
     def bars(values, intervals):
         """Accuracy in % and its 95% interval as errorbar's (below, above) distances."""
         ys = [float("nan") if v is None else 100 * v for v in values]
-        # max(0, ...): at 0 or n successes the bound equals the point up to rounding
+        # never negative, as errorbar requires, whatever the rounding
         lows = [0.0 if ci is None or y != y else max(0.0, y - 100 * ci[0])
                 for y, ci in zip(ys, intervals)]
         highs = [0.0 if ci is None or y != y else max(0.0, 100 * ci[1] - y)
@@ -163,6 +190,16 @@ def plot(report: dict, path: Path):
     ax.grid(alpha=0.3)
     ax.set_title(report["spec"])
     ax.legend(title="slice", fontsize=8, loc="lower right")
+    if curves:
+        loss_ax = axes[0][1]
+        for e in curves:
+            loss_ax.plot([s["step"] for s in e["training"]], [s["loss"] for s in e["training"]],
+                         label=f"iteration {e['iteration']}")
+        loss_ax.set_xlabel("training step")
+        loss_ax.set_ylabel("training loss")
+        loss_ax.grid(alpha=0.3)
+        loss_ax.set_title("fine-tuning")
+        loss_ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -3,7 +3,7 @@ params: what `stardag report` reads, without a model."""
 
 import polars as pl
 
-from stardag.operator import Dataset, Operator, Params
+from stardag.operator import Dataset, Model, Operator, Params
 
 METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
 
@@ -24,3 +24,21 @@ class Scores(Operator):
                 ("truncated", "all", 1 / p.n, p.n), ("heldout", p.heldout, 1.0, p.n)]
         return pl.DataFrame(rows, orient="row", schema={"kind": pl.Utf8, "slice": pl.Utf8,
                                                         "value": pl.Float64, "n": pl.Int64})
+
+
+class Trained(Operator):
+    """A model directory with the training log shard_train keeps beside the weights."""
+
+    outputs = {"model": Model()}
+
+    class Params(Params):
+        losses: list[float]
+        iteration: int = 1
+
+    def run(self, ctx):
+        import json
+
+        steps = [{"step": i + 1, "loss": x / ctx.params.iteration, "lr": 1e-5}
+                 for i, x in enumerate(ctx.params.losses)]
+        out = ctx.output_dir("model")
+        (out / "training_log.json").write_text(json.dumps({"steps": steps}))

@@ -19,6 +19,9 @@ stages:
 loop:
   iterations: 2
   stages:
+    train:
+      op: report_ops:Trained
+      params: {losses: [2.0, 1.5, 1.0]}
     after:
       op: report_ops:Scores
       params: {correct: [0, 5, 10], n: 10}
@@ -53,6 +56,9 @@ def test_the_report_gives_n_and_an_interval_for_every_accuracy(tmp_path):
         assert e["by_slice_n"] == {"short": 10} and e["by_slice_ci95"] == {"short": e["ci95"]}
         assert e["heldout"] == {"test.jsonl, whole": 10} and e["truncated"] == 0.1
     assert (tmp_path / "r.png").stat().st_size > 1000
+    assert its[0]["training"] == []  # before training
+    assert [[(s["step"], s["loss"]) for s in e["training"]] for e in its[1:]] == [
+        [(1, 2.0), (2, 1.5), (3, 1.0)], [(1, 1.0), (2, 0.75), (3, 0.5)]]
 
     text = cli.invoke(main, ["report", str(spec), "--store", store, "--no-plot"])
     assert text.exit_code == 0, text.output
@@ -89,3 +95,31 @@ def test_the_plot_draws_each_interval_as_an_error_bar(tmp_path):
     assert xs == [0, 1] and ys == pytest.approx([10.0, 45.0])
     for y, b, a, e in zip(ys, below, above, data["iterations"]):
         assert (y - b, y + a) == pytest.approx((100 * e["ci95"][0], 100 * e["ci95"][1]))
+
+
+def test_the_plot_draws_the_training_loss_curves_beside_the_accuracy(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from stardag import report
+
+    entries = [report.entry_of(i, [{"kind": "accuracy", "slice": "all", "value": 0.5, "n": 4}])
+               for i in (0, 1, 2)]
+    for e in entries[1:]:
+        e["training"] = [{"step": s, "loss": 2.0 / s / e["iteration"], "lr": 1e-5} for s in (1, 2, 3)]
+    lines = []
+    real = plt.Axes.plot
+
+    def spy(ax, *args, **kw):
+        lines.append((ax.get_ylabel(), kw.get("label"), list(args[1])))
+        return real(ax, *args, **kw)
+
+    plt.Axes.plot = spy
+    try:
+        report.plot({"spec": "s", "not_computed": [], "iterations": entries}, tmp_path / "p.png")
+    finally:
+        plt.Axes.plot = real
+    losses = [(label, ys) for _, label, ys in lines if label and label.startswith("iteration")]
+    assert losses == [("iteration 1", [2.0, 1.0, 2 / 3]), ("iteration 2", [1.0, 0.5, 1 / 3])]
