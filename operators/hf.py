@@ -206,6 +206,36 @@ def collate(batch, pad_id: int):
     return ids_t, att_t, lab_t
 
 
+def pack(batch, max_length: int, pad_id: int):
+    """(input_ids, position_ids, labels) tensors with the examples laid end to end in rows
+    of at most `max_length` tokens (first fit, in the given order), instead of one padded
+    row each. Positions restart at 0 for each example, which transformers' attention
+    masking reads as separate sequences (with no attention mask given and no cache), and
+    each example's first label is ignored, as no token predicts it when it stands alone:
+    the loss is the padded batch's, with less padding."""
+    import torch
+
+    rows: list[list[tuple[list[int], list[int]]]] = []
+    for ids, labels in batch:
+        row = next((r for r in rows if sum(len(i) for i, _ in r) + len(ids) <= max_length), None)
+        if row is None:
+            rows.append(row := [])
+        row.append((ids, [-100] + labels[1:]))
+    n = max(sum(len(i) for i, _ in r) for r in rows)
+    ids_t = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    pos_t = torch.zeros((len(rows), n), dtype=torch.long)
+    lab_t = torch.full((len(rows), n), -100, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for ids, labels in row:
+            ids_t[r, at:at + len(ids)] = torch.tensor(ids)
+            pos_t[r, at:at + len(ids)] = torch.arange(len(ids))
+            lab_t[r, at:at + len(ids)] = torch.tensor(labels)
+            at += len(ids)
+        pos_t[r, at:] = torch.arange(n - at)  # the padding: a sequence of its own, no labels
+    return ids_t, pos_t, lab_t
+
+
 def save(model, tok, out: Path):
     """safetensors weights, config, generation config and tokenizer."""
     quiet()

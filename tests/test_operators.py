@@ -311,15 +311,31 @@ def test_shard_train_logs_loss_lr_and_tokens_per_second_and_keeps_every_step(mod
     assert log[-1]["loss"] < log[0]["loss"]
 
 
-def test_gradient_checkpointing_trains_to_the_same_losses(model_dir, tmp_path):
+@pytest.mark.parametrize("option", ["gradient_checkpointing", "packing"])
+def test_memory_options_train_to_the_same_losses(model_dir, tmp_path, option):
     import json
 
     params = dict(steps=4, lr=1e-2, warmup=0, batch_size=4, trainer="torch", max_length=64)
     losses = []
-    for checkpointing in (False, True):
-        c = ctx(ShardTrain, tmp_path / str(checkpointing), iteration=1,
-                gradient_checkpointing=checkpointing, **params)
+    for on in (False, True):
+        c = ctx(ShardTrain, tmp_path / str(on), iteration=1, **{option: on}, **params)
         ShardTrain().run(c, model_dir, _examples())
         log = json.loads((c.output_dir("model") / "training_log.json").read_text())["steps"]
         losses.append([e["loss"] for e in log])
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_packing_lays_examples_end_to_end_with_the_padded_batch_s_loss(model_dir):
+    import torch
+
+    lm, tok = hf.load(str(model_dir))
+    rows = _examples()
+    data = hf.encode_examples(tok, list(zip(rows["prompt"], rows["completion"])), 64)
+    ids, att, lab = hf.collate(data, tok.pad_token_id)
+    packed_ids, pos, packed_lab = hf.pack(data, 64, tok.pad_token_id)
+    assert packed_ids.shape[0] < ids.shape[0] and packed_ids.shape[1] <= 64
+    assert int((packed_lab != -100).sum()) == int((lab[:, 1:] != -100).sum())
+    with torch.no_grad():
+        padded = lm(input_ids=ids, attention_mask=att, labels=lab).loss
+        packed = lm(input_ids=packed_ids, position_ids=pos, labels=packed_lab, use_cache=False).loss
+    assert packed.item() == pytest.approx(padded.item(), rel=1e-5)
