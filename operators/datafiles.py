@@ -141,8 +141,6 @@ def from_hub(name: str, config: str | None, split_name: str, parse_row) -> list[
 def problems(p: SourceParams, parse_row, hub_config: str | None = None, hub_row=None):
     """{"train", "heldout"} frames for a source's params. Every held-out row's `split` says
     where the held-out problems came from, for the report."""
-    from pathlib import Path
-
     config = p.hf_config or hub_config
     hub_parse = (lambda raw, where: parse_row(hub_row(raw), where)) if hub_row else parse_row
 

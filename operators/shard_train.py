@@ -183,7 +183,7 @@ TRAINING_LOG = "training_log.json"
 
 
 def write_training_log(out: Path, losses: list[float], config: dict):
-    """Every step's loss and learning rate beside the weights, for `stardag report --loss`.
+    """Every step's loss and learning rate beside the weights, for `stardag report`'s curves.
     Only what the run determines (no timings), so the model's content hash stays
     reproducible; a resumed training logs the steps before the kill from its checkpoint."""
     import json
