@@ -1,7 +1,7 @@
 """Problem source: CommonsenseQA (Talmor et al. 2019) from its official JSON Lines format
 (answerKey, id, question.stem, question.choices[{label, text}]). The choices are written
 into the question text, '(A) ignore (B) enforce ...', as the paper's prompts do, and kept in
-`meta`."""
+`meta`. From the hub: `tau/commonsense_qa`, splits "train" and "validation"."""
 
 from __future__ import annotations
 
@@ -34,16 +34,27 @@ def csqa_row(raw: dict, where: str) -> dict:
                                     "question_with_hint": f"{stem}\nAnswer Choices:\n{marked}"}}
 
 
+def hub_row(raw: dict) -> dict:
+    """A row of the hub's `tau/commonsense_qa` (choices as {label: [...], text: [...]}) in
+    the official file format."""
+    choices = raw.get("choices")
+    if not isinstance(choices, dict):
+        return raw
+    return {"id": raw.get("id"), "answerKey": raw.get("answerKey"),
+            "question": {"stem": raw.get("question"),
+                         "choices": [{"label": label, "text": text} for label, text
+                                     in zip(choices.get("label") or [], choices.get("text") or [])]}}
+
+
 class CommonsenseQA(Operator):
-    version = "1"
+    version = "2"
     outputs = {"train": Dataset(PROBLEMS), "heldout": Dataset(PROBLEMS)}
 
     Params = SourceParams
 
     def run(self, ctx):
-        from .datafiles import frames, load_problems, split
-        from .gsm8k import _from_hub
+        from .datafiles import problems
 
-        p = ctx.params
-        rows = load_problems(p.path, csqa_row) if p.path else _from_hub(p.hf_dataset, csqa_row)
-        return frames(*split(rows, p.seed, p.train_size, p.heldout_size))
+        # the hub's dataset has one (default) config and no answers in its "test" split:
+        # the paper's held-out set is "validation" (the dev set)
+        return problems(ctx.params, csqa_row, hub_config=None, hub_row=hub_row)

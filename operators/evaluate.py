@@ -1,34 +1,31 @@
 """Held-out accuracy, overall and by slice, and what the iteration trained on: the share of
 training problems solved by generation and by rationalization (the paper's "train data
 used"), and, where the task can check steps, the share of kept examples whose every step is
-right."""
+right. Also the share of held-out completions cut off at the token limit (`truncated`,
+never counted correct), and where the held-out problems came from (`heldout`, its slice
+naming the file or split, as the problem source wrote it)."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from stardag.operator import Dataset, DefaultResources, Model, Operator
 
 from .dedupe import EXAMPLES
 from .fewshot_prompt import PROMPTS
 from .sample import SampleParams, sample_table
-from .tasks import TaskName
-from .verify import VERIFIED, verify_table
+from .verify import VERIFIED, VerifyParams, verify_table
 
 METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
 
 
 class Evaluate(Operator):
-    version = "1"
+    version = "2"
     inputs = {"model": Model(), "heldout": Dataset(PROMPTS),
               "examples": Dataset(EXAMPLES, optional=True),
               "train": Dataset({"id": "string"}, optional=True)}
     outputs = {"metrics": Dataset(METRICS), "predictions": Dataset(VERIFIED, passthrough="heldout")}
     resources = DefaultResources(cpus=1)
 
-    class Params(SampleParams):
-        task: TaskName = "arithmetic"
-        mode: Literal["answer", "steps"] = "answer"
+    class Params(SampleParams, VerifyParams):
         slice_field: str | None = None
 
     def run(self, ctx, model, heldout, examples=None, train=None):
@@ -37,8 +34,13 @@ class Evaluate(Operator):
         from .tasks import get
 
         p = ctx.params
-        preds = verify_table(sample_table(ctx, model, heldout, p, "prompt"), p.task, p.mode)
-        rows = [("accuracy", "all", preds["correct"].mean(), preds.height)]
+        preds = verify_table(sample_table(ctx, model, heldout, p, "prompt"), p.task, p.mode,
+                             p.extract)
+        rows = [("accuracy", "all", preds["correct"].mean(), preds.height),
+                ("truncated", "all", (preds["finish_reason"] == "length").mean(), preds.height)]
+        if "split" in preds.columns:
+            rows += [("heldout", r["split"], r["len"] / preds.height, r["len"])
+                     for r in preds.group_by("split").len().sort("split").iter_rows(named=True)]
         if p.slice_field:
             key = (pl.col("meta").struct.field(p.slice_field) if "meta" in preds.columns
                    and p.slice_field not in preds.columns else pl.col(p.slice_field))

@@ -1,5 +1,6 @@
 """Problem source: GSM8K (Cobbe et al. 2021) from its official JSON Lines format
-({"question", "answer"}, the answer ending in '#### N'), or a Hugging Face dataset name."""
+({"question", "answer"}, the answer ending in '#### N'), or a Hugging Face dataset name
+(`openai/gsm8k`, config "main", splits "train" and "test")."""
 
 from __future__ import annotations
 
@@ -27,25 +28,12 @@ def gsm8k_row(raw: dict, where: str) -> dict:
 
 
 class GSM8K(Operator):
-    version = "1"
+    version = "2"
     outputs = {"train": Dataset(PROBLEMS), "heldout": Dataset(PROBLEMS)}
 
     Params = SourceParams
 
     def run(self, ctx):
-        from .datafiles import frames, load_problems, split
+        from .datafiles import problems
 
-        p = ctx.params
-        rows = (load_problems(p.path, gsm8k_row) if p.path else _from_hub(p.hf_dataset, gsm8k_row))
-        return frames(*split(rows, p.seed, p.train_size, p.heldout_size))
-
-
-def _from_hub(name: str | None, parse_row):
-    if not name:
-        raise ValueError("give `path` (a JSON Lines file) or `hf_dataset`")
-    try:
-        import datasets
-    except ImportError:
-        raise ValueError("`hf_dataset` needs the `datasets` package (pip install datasets)") from None
-    ds = datasets.load_dataset(name, "main", split="train")
-    return [parse_row(dict(r), f"{name}[{i}]") for i, r in enumerate(ds)]
+        return problems(ctx.params, gsm8k_row, hub_config="main")

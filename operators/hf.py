@@ -61,16 +61,19 @@ def load(path: str, dtype: str = "float32", device: str = "cpu"):
     return model, tok
 
 
-# a committed shard of samples: prompt index, sample index, completion, token counts
-SHARD_COLUMNS = ("i", "k", "text", "pt", "ct")
+# a committed shard of samples: prompt index, sample index, completion, token counts, and
+# why the completion ended
+SHARD_COLUMNS = ("i", "k", "text", "pt", "ct", "finish")
 
 
 def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
              top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
              batch_size: int = 64, seed: int = 0,
              progress: Callable[..., None] | None = None, shards=None, shard_batches: int = 0,
-             log: Callable[[str], None] | None = None) -> list[list[tuple[str, int, int]]]:
-    """For each prompt, `n` samples as (completion, prompt tokens, completion tokens).
+             log: Callable[[str], None] | None = None) -> list[list[tuple[str, int, int, str]]]:
+    """For each prompt, `n` samples as (completion, prompt tokens, completion tokens, finish
+    reason): "stop" (a stop string ended it), "eos" (the model's end token) or "length"
+    (cut off at `max_new_tokens`).
     Batched with left padding and the KV cache; prompts are sorted by length so that a
     batch needs little padding. Greedy when temperature is 0; otherwise each batch is seeded
     from `seed` and its position, so a re-run gives the same samples.
@@ -99,8 +102,8 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
             if table is None or table.column_names != list(SHARD_COLUMNS):
                 continue
             resumed.add(si)
-            for i, k, text, pl_, cl in zip(*(table.column(c).to_pylist() for c in SHARD_COLUMNS)):
-                out[i][k] = (text, pl_, cl)
+            for i, k, text, pl_, cl, finish in zip(*(table.column(c).to_pylist() for c in SHARD_COLUMNS)):
+                out[i][k] = (text, pl_, cl, finish)
         if resumed and log:
             log(f"resumed {len(resumed)} of {len(set(shard_of.values()))} shards committed "
                 "by an interrupted run")
@@ -121,9 +124,10 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
             new = gen[:, enc["input_ids"].shape[1]:]
             lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
             texts = tok.batch_decode(new, skip_special_tokens=True)
+            ended = (new == tok.eos_token_id).any(dim=1).tolist()
             prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
-            for (i, k), text, pl_, cl in zip(batch, texts, prompt_lengths, lengths):
-                out[i][k] = (truncate(text, stop), int(pl_), int(cl))
+            for (i, k), text, pl_, cl, eos in zip(batch, texts, prompt_lengths, lengths, ended):
+                out[i][k] = (truncate(text, stop), int(pl_), int(cl), finish_reason(text, stop, eos))
                 shard_rows.append((i, k, *out[i][k]))
                 done_tokens += cl
             if shards is not None and (b + 1 == len(starts) or shard_of[b + 1] != shard_of[b]):
@@ -149,6 +153,15 @@ def _StopStrings(tok, stop: Sequence[str], start: int):
             return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
 
     return StopStrings()
+
+
+def finish_reason(text: str, stop: Sequence[str], eos: bool) -> str:
+    """Why a completion ended, as vLLM and OpenAI name it: a stop string in its text, else
+    the end token among its tokens, else the token limit. (A sequence that ends is padded,
+    perhaps with the end token itself, so the stop string is looked for first.)"""
+    if any(s in text for s in stop):
+        return "stop"
+    return "eos" if eos else "length"
 
 
 def truncate(text: str, stop: Sequence[str]) -> str:
@@ -189,6 +202,36 @@ def collate(batch, pad_id: int):
         lab_t[i, :len(labels)] = torch.tensor(labels)
         att_t[i, :len(ids)] = 1
     return ids_t, att_t, lab_t
+
+
+def pack(batch, max_length: int, pad_id: int):
+    """(input_ids, position_ids, labels) tensors with the examples laid end to end in rows
+    of at most `max_length` tokens (first fit, in the given order), instead of one padded
+    row each. Positions restart at 0 for each example, which transformers' attention
+    masking reads as separate sequences (with no attention mask given and no cache), and
+    each example's first label is ignored, as no token predicts it when it stands alone:
+    the loss is the padded batch's, with less padding."""
+    import torch
+
+    rows: list[list[tuple[list[int], list[int]]]] = []
+    for ids, labels in batch:
+        row = next((r for r in rows if sum(len(i) for i, _ in r) + len(ids) <= max_length), None)
+        if row is None:
+            rows.append(row := [])
+        row.append((ids, [-100] + labels[1:]))
+    n = max(sum(len(i) for i, _ in r) for r in rows)
+    ids_t = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    pos_t = torch.zeros((len(rows), n), dtype=torch.long)
+    lab_t = torch.full((len(rows), n), -100, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for ids, labels in row:
+            ids_t[r, at:at + len(ids)] = torch.tensor(ids)
+            pos_t[r, at:at + len(ids)] = torch.arange(len(ids))
+            lab_t[r, at:at + len(ids)] = torch.tensor(labels)
+            at += len(ids)
+        pos_t[r, at:] = torch.arange(n - at)  # the padding: a sequence of its own, no labels
+    return ids_t, pos_t, lab_t
 
 
 def save(model, tok, out: Path):

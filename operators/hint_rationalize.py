@@ -5,25 +5,21 @@ rationale unaided."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from stardag.operator import Dataset, DefaultResources, Model, Operator
 
 from .fewshot_prompt import PROMPTS
 from .sample import SampleParams, sample_table
-from .tasks import TaskName
-from .verify import VERIFIED, verify_table
+from .verify import VERIFIED, VerifyParams, verify_table
 
 
 class HintRationalize(Operator):
-    version = "1"
+    version = "2"
     inputs = {"model": Model(), "prompts": Dataset(PROMPTS), "verified": Dataset(VERIFIED)}
     outputs = {"rationalized": Dataset({**VERIFIED, "rationalized": "bool"}, passthrough="verified")}
     resources = DefaultResources(cpus=1)
 
-    class Params(SampleParams):
-        task: TaskName = "arithmetic"
-        mode: Literal["answer", "steps"] = "answer"
+    class Params(SampleParams, VerifyParams):
+        pass
 
     def run(self, ctx, model, prompts, verified):
         import polars as pl
@@ -35,7 +31,7 @@ class HintRationalize(Operator):
         if failed.height == 0:
             return verified.clear().with_columns(pl.lit(True).alias("rationalized"))
         hinted = sample_table(ctx, model, failed, p, "hint_prompt", shards="hinted")
-        checked = verify_table(hinted, p.task, p.mode).filter(pl.col("correct"))
+        checked = verify_table(hinted, p.task, p.mode, p.extract).filter(pl.col("correct"))
         # the hint is removed: the training example is the plain prompt + the rationale
         # sample_table kept the problem's plain `prompt` column beside the hinted one it used
         return checked.with_columns(pl.lit(True).alias("rationalized")).select(

@@ -8,8 +8,10 @@ from pydantic import Field
 
 from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
 
+# finish_reason: "stop" (a stop string), "eos" (the end token) or "length" (cut off at
+# max_new_tokens: such a sample is never verified correct)
 SAMPLES = {"id": "string", "prompt": "string", "completion": "string", "sample_index": "int64",
-           "prompt_tokens": "int64", "completion_tokens": "int64"}
+           "prompt_tokens": "int64", "completion_tokens": "int64", "finish_reason": "string"}
 
 
 class SampleParams(Params):
@@ -51,13 +53,10 @@ def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str, shard
                               batch_size=p.batch_size, seed=p.seed, progress=ctx.progress,
                               shards=ctx.shards(shards),
                               shard_batches=max(1, p.shard_size // p.batch_size), log=ctx.log)
-    rows = [(i, k, c, pt, ct) for i, samples in enumerate(results)
-            for k, (c, pt, ct) in enumerate(samples)]
-    index = pl.DataFrame({"_row": [r[0] for r in rows], "sample_index": [r[1] for r in rows],
-                          "completion": [r[2] for r in rows], "prompt_tokens": [r[3] for r in rows],
-                          "completion_tokens": [r[4] for r in rows]},
-                         schema={"_row": pl.Int64, "sample_index": pl.Int64, "completion": pl.Utf8,
-                                 "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64})
+    rows = [(i, k, *sample) for i, samples in enumerate(results) for k, sample in enumerate(samples)]
+    schema = {"_row": pl.Int64, "sample_index": pl.Int64, "completion": pl.Utf8,
+              "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "finish_reason": pl.Utf8}
+    index = pl.DataFrame(rows, schema=schema, orient="row")
     return (prompts.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
             .join(index, on="_row").sort("_row", "sample_index").drop("_row"))
 
@@ -66,7 +65,7 @@ class Sample(Operator):
     """Batched generation with the KV cache (Hugging Face `generate`, left padding) or vLLM.
     Greedy when temperature is 0, else seeded: a re-run gives the same samples."""
 
-    version = "1"
+    version = "2"
     inputs = {"model": Model(), "prompts": Dataset({"id": "string", "prompt": "string"})}
     outputs = {"samples": Dataset(SAMPLES, passthrough="prompts")}
     resources = DefaultResources(cpus=1)

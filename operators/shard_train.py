@@ -55,6 +55,14 @@ class TrainParams(Params):
     # a checkpoint (weights, optimizer, data order, RNG) every this many steps, kept in the
     # store until the model is published: a killed training resumes from the last one
     checkpoint_every: int = Field(50, gt=0)
+    # a line in the stage's log every this many steps: loss, learning rate, tokens/s (0: none)
+    log_every: int = Field(10, ge=0)
+    # recompute activations in the backward pass instead of keeping them: less memory,
+    # about a third more compute, the same loss
+    gradient_checkpointing: bool = False
+    # the batch's examples laid end to end in rows of max_length tokens, each attending only
+    # to itself: less padding, the same loss (see hf.pack)
+    packing: bool = False
 
 
 def step_budget(steps: int, growth: float, iteration: int) -> int:
@@ -78,6 +86,9 @@ def train_loop(config: dict, session):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(config["start"], dtype=torch.float32)
+    if config["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
     if config["lora"]:
         model = with_lora(model, config["lora"])
     model = session.prepare(model)
@@ -102,6 +113,7 @@ def train_loop(config: dict, session):
         if rank == 0:
             print(f"  resumed training from the checkpoint at step {first} of {steps}",
                   file=sys.stderr, flush=True)
+    seen, since, logged = 0, time.monotonic(), len(losses)
     for step in range(first, steps):
         opt.zero_grad(set_to_none=True)
         for _ in range(config["grad_accum"]):
@@ -110,16 +122,31 @@ def train_loop(config: dict, session):
                 rng.shuffle(more)
                 order.extend(more * max(1, -(-bs // max(1, len(more)))))
             idx, order = order[:bs], order[bs:]
-            ids, att, lab = (t.to(device) for t in hf.collate([data[i] for i in idx], tok.pad_token_id))
+            batch = [data[i] for i in idx]
+            seen += sum(len(ids) for ids, _ in batch)
+            if config["packing"]:
+                ids, pos, lab = (t.to(device) for t in hf.pack(batch, config["max_length"], tok.pad_token_id))
+                inputs = dict(input_ids=ids, position_ids=pos, labels=lab, use_cache=False)
+            else:
+                ids, att, lab = (t.to(device) for t in hf.collate(batch, tok.pad_token_id))
+                inputs = dict(input_ids=ids, attention_mask=att, labels=lab)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                                 enabled=config["bf16"] and device != "cpu"):
-                loss = model(input_ids=ids, attention_mask=att, labels=lab).loss / config["grad_accum"]
+                loss = model(**inputs).loss / config["grad_accum"]
             loss.backward()
         for g in opt.param_groups:
             g["lr"] = hf.lr_at(step, steps, config["lr"], config["warmup"], config["min_lr_ratio"])
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         losses.append(loss.item() * config["grad_accum"])
+        every = config["log_every"]
+        if rank == 0 and every and ((step + 1) % every == 0 or step + 1 == steps):
+            recent = losses[logged:]  # the steps since the last line
+            rate = seen * world / max(time.monotonic() - since, 1e-9)
+            print(f"  step {step + 1}/{steps}: loss {sum(recent) / len(recent):.4f}, "
+                  f"lr {opt.param_groups[0]['lr']:.3g}, {rate:.0f} tokens/s",
+                  file=sys.stderr, flush=True)
+            seen, since, logged = 0, time.monotonic(), len(losses)
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
             done = step + 1
             session.checkpoint(lambda d, done=done: hf.save_state(d, inner, opt, done, order, rng,
@@ -135,8 +162,27 @@ def train_loop(config: dict, session):
                 warnings.simplefilter("ignore", FutureWarning)
                 final = final.merge_and_unload()
         hf.save(final, tok, out)
+        write_training_log(out, losses, config)
 
     session.finish(save_model, metrics)
+
+
+TRAINING_LOG = "training_log.json"
+
+
+def write_training_log(out: Path, losses: list[float], config: dict):
+    """Every step's loss and learning rate beside the weights, for `stardag report`'s curves.
+    Only what the run determines (no timings), so the model's content hash stays
+    reproducible; a resumed training logs the steps before the kill from its checkpoint."""
+    import json
+
+    from . import hf
+
+    steps = config["total_steps"]
+    log = {"steps": [{"step": i + 1, "loss": loss,
+                      "lr": hf.lr_at(i, steps, config["lr"], config["warmup"], config["min_lr_ratio"])}
+                     for i, loss in enumerate(losses)]}
+    (out / TRAINING_LOG).write_text(json.dumps(log))
 
 
 def with_lora(model, lora: dict):
@@ -153,7 +199,7 @@ def with_lora(model, lora: dict):
 
 
 class ShardTrain(Operator):
-    version = "1"
+    version = "2"
     inputs = {"base": Model(), "examples": Dataset(EXAMPLES), "previous": Model(optional=True)}
     outputs = {"model": Model()}
     # the stage only orchestrates: Ray Train's workers take the CPUs/GPUs (see STACK-NOTES:

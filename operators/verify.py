@@ -1,9 +1,13 @@
-"""Verifying samples: the task's parser reads the final answer and compares it with the gold
-one; `mode: steps` also checks every step where the task can (arithmetic scratchpads)."""
+"""Verifying samples: the task's extraction reads the final answer and compares it with the
+gold one; `mode: steps` also checks every step where the task can (arithmetic scratchpads).
+A sample cut off at its token limit (`finish_reason: length`) is never correct, whatever
+its text says: its answer may be the start of a longer number."""
 
 from __future__ import annotations
 
 from typing import Literal
+
+from pydantic import model_validator
 
 from stardag.operator import Dataset, InputError, Operator, Params
 
@@ -14,7 +18,22 @@ VERIFIED = {**SAMPLES, "question": "string", "answer": "string", "pred": "string
             "correct": "bool"}
 
 
-def verify_table(samples, task_name: str, mode: str):
+class VerifyParams(Params):
+    task: TaskName = "arithmetic"
+    mode: Literal["answer", "steps"] = "answer"
+    # how the answer is read: the task's default when left out; GSM8K and CommonsenseQA
+    # have `strict` (the final-answer line only) and `flexible` (GSM8K: the last number)
+    extract: Literal["strict", "flexible"] | None = None
+
+    @model_validator(mode="after")
+    def _task_has_extraction(self):
+        from .tasks import get
+
+        get(self.task).extractor(self.extract)
+        return self
+
+
+def verify_table(samples, task_name: str, mode: str, extract: str | None = None):
     import polars as pl
 
     from .tasks import get
@@ -22,10 +41,11 @@ def verify_table(samples, task_name: str, mode: str):
     task = get(task_name)
     if mode == "steps" and task.check_steps is None:
         raise InputError(f"task {task_name!r} has no step checker; use mode: answer")
+    parse = task.extractor(extract)
     preds, correct = [], []
-    for row in samples.select("question", "answer", "completion").iter_rows(named=True):
-        pred = task.parse(row["completion"], row["question"])
-        ok = pred is not None and pred == task.gold(row["answer"])
+    for row in samples.select("question", "answer", "completion", "finish_reason").iter_rows(named=True):
+        pred = parse(row["completion"], row["question"])
+        ok = pred is not None and row["finish_reason"] != "length" and pred == task.gold(row["answer"])
         if ok and mode == "steps":
             ok = task.check_steps(row["question"], row["completion"])
         preds.append(pred)
@@ -35,13 +55,12 @@ def verify_table(samples, task_name: str, mode: str):
 
 
 class Verify(Operator):
-    version = "1"
+    version = "2"
     inputs = {"samples": Dataset({**SAMPLES, "question": "string", "answer": "string"})}
     outputs = {"verified": Dataset(VERIFIED, passthrough="samples")}
 
-    class Params(Params):
-        task: TaskName = "arithmetic"
-        mode: Literal["answer", "steps"] = "answer"
+    Params = VerifyParams
 
     def run(self, ctx, samples):
-        return verify_table(samples, ctx.params.task, ctx.params.mode)
+        p = ctx.params
+        return verify_table(samples, p.task, p.mode, p.extract)

@@ -123,11 +123,26 @@ def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir
     assert messages == ["resumed 3 of 6 shards committed by an interrupted run"]
 
 
+@pytest.mark.parametrize("params,reason", [
+    (dict(max_new_tokens=3), "length"),              # cut off mid-scratchpad
+    (dict(max_new_tokens=40), "eos"),                # the model ended it
+    (dict(max_new_tokens=40, stop=["="]), "stop"),   # a stop string ended it
+])
+def test_every_sample_records_why_it_ended(model_dir, params, reason):
+    out = Sample().run(ctx(Sample, **params), model_dir, prompts())
+    assert out["finish_reason"].unique().to_list() == [reason]
+    if reason == "length":
+        assert (out["completion_tokens"] == 3).all()
+    if reason == "stop":
+        assert not out["completion"].str.contains("=").any()
+
+
 def test_verify_by_answer_and_by_steps():
     s = pl.DataFrame({"id": ["a", "b", "c", "d"], "question": ["12+34", "12+34", "12+34", "5+5"],
                       "answer": ["46", "46", "46", "10"], "prompt": [""] * 4, "sample_index": [0] * 4,
                       "completion": [arith.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
-                      "prompt_tokens": [0] * 4, "completion_tokens": [0] * 4})
+                      "prompt_tokens": [0] * 4, "completion_tokens": [0] * 4,
+                      "finish_reason": ["eos"] * 4})
     by_answer = Verify().run(ctx(Verify), s)
     assert by_answer["pred"].to_list() == ["46", "46", "47", "10"]
     assert by_answer["correct"].to_list() == [True, True, False, True]
@@ -176,7 +191,8 @@ def test_hint_rationalize_resumes_from_its_shards_with_the_same_output(model_dir
 def _verified(rows):
     return pl.DataFrame([{"id": i, "question": "1+1", "answer": "2", "prompt": "1+1\n",
                           "sample_index": k, "completion": c, "prompt_tokens": 4,
-                          "completion_tokens": 4, "pred": "2", "correct": ok}
+                          "completion_tokens": 4, "finish_reason": "eos", "pred": "2",
+                          "correct": ok}
                          for i, k, c, ok in rows])
 
 
@@ -304,3 +320,59 @@ def test_operators_import_neither_ray_nor_the_engine_beyond_the_operator_contrac
                 if top == "stardag" and name != "stardag.operator":
                     offenders.append(f"{path.name}:{node.lineno} imports {name}")
     assert offenders == []
+
+
+def test_evaluate_reports_truncated_completions_and_where_the_heldout_problems_came_from(model_dir):
+    p = prompts(6).with_columns(pl.lit("test.jsonl, whole").alias("split"))
+    out = Evaluate().run(ctx(Evaluate, max_new_tokens=3), model_dir, p)
+    m = {(r["kind"], r["slice"]): r for r in out["metrics"].iter_rows(named=True)}
+    # 3 tokens cut every scratchpad short: all truncated, none correct
+    assert out["predictions"]["finish_reason"].unique().to_list() == ["length"]
+    assert m[("truncated", "all")]["value"] == 1.0 and m[("accuracy", "all")]["value"] == 0.0
+    assert (m[("heldout", "test.jsonl, whole")]["value"], m[("heldout", "test.jsonl, whole")]["n"]) == (1.0, 6)
+
+
+def test_shard_train_logs_loss_lr_and_tokens_per_second_and_keeps_every_step(model_dir, tmp_path, capfd):
+    import json
+
+    params = dict(steps=5, lr=1e-2, warmup=2, batch_size=4, trainer="torch", max_length=64,
+                  log_every=2)
+    c = ctx(ShardTrain, tmp_path, iteration=1, **params)
+    ShardTrain().run(c, model_dir, _examples())
+    lines = [line for line in capfd.readouterr().err.splitlines() if "tokens/s" in line]
+    assert [line.split(":")[0].strip() for line in lines] == ["step 2/5", "step 4/5", "step 5/5"]
+    assert all("loss " in line and "lr " in line for line in lines)
+    log = json.loads((c.output_dir("model") / "training_log.json").read_text())["steps"]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5]
+    assert [e["lr"] for e in log][:2] == pytest.approx([5e-3, 1e-2])  # the warmup
+    assert log[-1]["loss"] < log[0]["loss"]
+
+
+@pytest.mark.parametrize("option", ["gradient_checkpointing", "packing"])
+def test_memory_options_train_to_the_same_losses(model_dir, tmp_path, option):
+    import json
+
+    params = dict(steps=4, lr=1e-2, warmup=0, batch_size=4, trainer="torch", max_length=64)
+    losses = []
+    for on in (False, True):
+        c = ctx(ShardTrain, tmp_path / str(on), iteration=1, **{option: on}, **params)
+        ShardTrain().run(c, model_dir, _examples())
+        log = json.loads((c.output_dir("model") / "training_log.json").read_text())["steps"]
+        losses.append([e["loss"] for e in log])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_packing_lays_examples_end_to_end_with_the_padded_batch_s_loss(model_dir):
+    import torch
+
+    lm, tok = hf.load(str(model_dir))
+    rows = _examples()
+    data = hf.encode_examples(tok, list(zip(rows["prompt"], rows["completion"])), 64)
+    ids, att, lab = hf.collate(data, tok.pad_token_id)
+    packed_ids, pos, packed_lab = hf.pack(data, 64, tok.pad_token_id)
+    assert packed_ids.shape[0] < ids.shape[0] and packed_ids.shape[1] <= 64
+    assert int((packed_lab != -100).sum()) == int((lab[:, 1:] != -100).sum())
+    with torch.no_grad():
+        padded = lm(input_ids=ids, attention_mask=att, labels=lab).loss
+        packed = lm(input_ids=packed_ids, position_ids=pos, labels=packed_lab, use_cache=False).loss
+    assert packed.item() == pytest.approx(padded.item(), rel=1e-5)

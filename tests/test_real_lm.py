@@ -45,7 +45,10 @@ def test_a_model_directory_param_counts_by_content(tmp_path):
 @pytest.mark.ray
 @pytest.mark.skipif(not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout")
 def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
-    small = ["stages.problems.params.train_size=3", "stages.problems.params.heldout_size=3",
+    # the fixtures' easy problems to train on, and a held-out file used whole
+    small = ["stages.problems.params.path=../tests/fixtures/gsm8k_small.jsonl",
+             "stages.problems.params.heldout_path=../tests/fixtures/gsm8k_test_small.jsonl",
+             "stages.problems.params.heldout_size=all",
              "stages.evaluate_base.params.max_new_tokens=48",
              "loop.stages.samples.params.max_new_tokens=48",
              "loop.stages.rationalized.params.max_new_tokens=48",
@@ -53,12 +56,19 @@ def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
              "loop.stages.train.params.steps=1", "loop.stages.train.params.max_length=256"]
     store = str(tmp_path / "store")
     spec = ROOT / "pipelines" / "gsm8k_cpu.yaml"
-    # given the answer as a hint, even a 135M model writes it: rationalization gives the
-    # loop examples to train on where generation solves nothing
+    # strictly verified, with completions cut off at 48 tokens never correct, the 135M model
+    # still solves one of these four ('Tom has 3 apples...'): the loop has an example
     result = stardag.run(spec, overrides=small, store=store, progress=False)
     assert "evaluate@1" in result.computed()
+    examples = stardag.read(spec, "examples", iteration=1, overrides=small, store=store)
+    assert examples.height >= 1
+    samples = stardag.read(spec, "verified", iteration=1, overrides=small, store=store)
+    assert set(samples["finish_reason"]) <= {"stop", "eos", "length"}
+    assert not samples.filter(samples["finish_reason"] == "length")["correct"].any()
     metrics = stardag.read(spec, "evaluate", iteration=1, output="metrics", overrides=small, store=store)
-    assert metrics.filter(metrics["kind"] == "accuracy")["n"][0] == 3
+    m = {(r["kind"], r["slice"]): r for r in metrics.iter_rows(named=True)}
+    assert m[("accuracy", "all")]["n"] == 3
+    assert m[("heldout", "gsm8k_test_small.jsonl, whole")]["n"] == 3
     model = stardag.read(spec, "train", iteration=1, overrides=small, store=store)
     assert (model / "model.safetensors").exists()
     assert json.loads((model / "config.json").read_text())["model_type"] == "llama"
@@ -94,9 +104,35 @@ def test_the_vllm_backend_speaks_the_current_ray_data_llm_api():
         (0, 0, "a"), (0, 1, "a"), (1, 0, "b"), (1, 1, "b")]
     assert len({r["sampling_params"]["seed"] for r in reqs}) == 4
     assert reqs[0]["sampling_params"]["stop"] == ["\n"]
+    assert reqs[0]["sampling_params"]["include_stop_str_in_output"]
     engine_rows = [{**r, "generated_text": f"{r['prompt']}{r['_k']}", "num_input_tokens": 1,
-                    "num_generated_tokens": 2} for r in reversed(reqs)]
-    out = vb.collect([vb.postprocess(r) for r in engine_rows], 2, 2)
-    assert out == [[("a0", 1, 2), ("a1", 1, 2)], [("b0", 1, 2), ("b1", 1, 2)]]
+                    "num_generated_tokens": 2, "generated_tokens": [5, 6]} for r in reversed(reqs)]
+    out = vb.collect([vb.finished(vb.postprocess(r), p, {2}) for r in engine_rows], 2, 2)
+    assert out == [[("a0", 1, 2, "eos"), ("a1", 1, 2, "eos")], [("b0", 1, 2, "eos"), ("b1", 1, 2, "eos")]]
     with pytest.raises(RuntimeError, match="no output for 1 of 4"):
-        vb.collect([vb.postprocess(r) for r in engine_rows[1:]], 2, 2)
+        vb.collect([vb.finished(vb.postprocess(r), p, {2}) for r in engine_rows[1:]], 2, 2)
+
+
+@pytest.mark.parametrize("text,tokens,reason,kept", [
+    ("The answer is 7.\nQ: next", [9] * 5, "stop", "The answer is 7."),  # stop string, cut here
+    ("The answer is 7.", [9, 9, 2], "eos", "The answer is 7."),       # short of max_tokens
+    ("The answer is 7.", [9, 9, 9, 9, 2], "eos", "The answer is 7."),  # an end token at the limit
+    ("The answer is 7", [9] * 5, "length", "The answer is 7"),        # cut off at the limit
+])
+def test_the_vllm_backend_reads_why_a_completion_ended(text, tokens, reason, kept):
+    from operators import vllm_backend as vb
+    from operators.sample import Sample
+
+    p = Sample.Params(backend="vllm", max_new_tokens=5, stop=["\nQ:"])
+    row = {"_row": 0, "_k": 0, "generated_text": text, "num_input_tokens": 3,
+           "num_generated_tokens": len(tokens), "generated_tokens": tokens}
+    got = vb.finished(vb.postprocess(row), p, {2})
+    assert (got["finish_reason"], got["text"]) == (reason, kept)
+
+
+def test_the_vllm_backend_reads_the_end_tokens_from_the_model_directory(tmp_path):
+    from operators import vllm_backend as vb
+
+    (tmp_path / "config.json").write_text('{"eos_token_id": 2}')
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": [2, 7]}')
+    assert vb.eos_ids(str(tmp_path)) == {2, 7}
