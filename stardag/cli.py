@@ -278,7 +278,12 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
         click.echo(rep.table(data))
     if not no_plot and data["iterations"]:
         path = Path(plot or f"{data['spec']}-report.png")
-        rep.plot(data, path)
+        if not path.absolute().parent.is_dir():
+            raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
+        try:
+            rep.plot(data, path)
+        except OSError as e:
+            raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
         click.echo(f"plot: {path}", err=True)
 
 

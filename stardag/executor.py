@@ -329,7 +329,7 @@ class RayRunner:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            if address:
+            if address is not None:
                 check_address(address)
             os.environ["PYTHONPATH"] = os.pathsep.join(
                 sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])

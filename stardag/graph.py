@@ -23,7 +23,7 @@ from .fingerprint import UnhashableParam, canonical_json
 from .operator import (Dataset, DefaultResources, Operator, Params, directory_params,
                        file_params, logical_type)
 from .registry import UnknownOperator, resolve, target_of
-from .spec import LoadedSpec, PreviousRef, StageSpec
+from .spec import LoadedSpec, PreviousRef, StageSpec, not_regular_file
 
 REF = re.compile(r"^(?P<stage>[A-Za-z_][A-Za-z0-9_-]*)(?:\.(?P<output>[A-Za-z_][A-Za-z0-9_]*))?"
                  r"(?:@(?P<iter>last|[0-9]+))?$")
@@ -207,7 +207,6 @@ def _content(path: Path) -> str:
         return file_xxh3(path)
     h = xxhash.xxh3_128()
     files = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
-    # special files inside a directory are skipped: reading a FIFO would block
     for rel in sorted(files):
         h.update(rel.encode() + b"\0" + file_xxh3(files[rel]).encode() + b"\0")
     return h.hexdigest()
@@ -223,11 +222,9 @@ def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
     directories = directory_params(op.Params)
 
     def find(field_name: str, value, where) -> Path:
-        from .spec import _not_regular
-
         file = Path(value) if Path(value).is_absolute() else loaded.path.parent / value
         try:
-            kind = _not_regular(file)
+            kind = not_regular_file(file)
         except FileNotFoundError:
             raise loaded.error(f"param {field_name!r}: file not found: {value} (looked at {file})",
                                where, name) from None

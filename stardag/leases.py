@@ -18,9 +18,6 @@ from urllib.parse import parse_qs, urlparse
 
 from .errors import StoreError
 
-# what `read` returns beside the bytes, for `swap`: the bytes themselves, or an etag
-Version = object
-
 
 @functools.lru_cache(maxsize=1)
 def _pid_space() -> str:
@@ -90,7 +87,8 @@ class LocalFiles:
             f.write(data)
         return True
 
-    def read(self, path: str) -> tuple[bytes | None, Version]:
+    def read(self, path: str) -> tuple[bytes | None, object]:
+        """(the bytes, their version for `swap`: the bytes themselves), (None, None) if absent."""
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -98,7 +96,7 @@ class LocalFiles:
             return None, None
         return data, data
 
-    def swap(self, path: str, version: Version, data: bytes | None) -> bool:
+    def swap(self, path: str, version: object, data: bytes | None) -> bool:
         """Replace (or, with data None, delete) the file if it still reads as `version`."""
         fd = os.open(self.lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -152,7 +150,7 @@ class S3Objects:
             if status in (409, 412) or code in ("PreconditionFailed",
                                                 "ConditionalRequestConflict"):
                 return False
-            if code in ("NoSuchKey", "404") or status == 404:
+            if code == "NoSuchKey" or (code == "404" and fn != self.client.put_object):
                 return None
             raise StoreError(f"store: cannot {action}: {code or status}: "
                              f"{e.response.get('Error', {}).get('Message', '')}") from None
@@ -164,14 +162,15 @@ class S3Objects:
         return self._call("take a lease", self.client.put_object, Bucket=bucket, Key=key,
                           Body=data, IfNoneMatch="*") is not False
 
-    def read(self, path: str) -> tuple[bytes | None, Version]:
+    def read(self, path: str) -> tuple[bytes | None, object]:
+        """(the bytes, their etag), (None, None) if absent."""
         bucket, key = self._split(path)
         got = self._call("read a lease", self.client.get_object, Bucket=bucket, Key=key)
         if not got:
             return None, None
         return got["Body"].read(), got["ETag"]
 
-    def swap(self, path: str, version: Version, data: bytes | None) -> bool:
+    def swap(self, path: str, version: object, data: bytes | None) -> bool:
         bucket, key = self._split(path)
         if data is None:
             return self._call("release a lease", self.client.delete_object, Bucket=bucket,

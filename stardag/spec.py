@@ -146,7 +146,7 @@ def _too_deep(text: str) -> int | None:
     return None
 
 
-def _not_regular(path: Path) -> str | None:
+def not_regular_file(path: Path) -> str | None:
     """What `path` is if it is not a regular file (a FIFO would block the reader forever)."""
     import stat
 
@@ -161,7 +161,7 @@ def _not_regular(path: Path) -> str | None:
 
 def _load_yaml(path: Path) -> tuple[Any, Origins]:
     try:
-        kind = _not_regular(path)
+        kind = not_regular_file(path)
         if kind:
             raise SpecError(f"the spec is {kind}, not a file", str(path))
         text = path.read_text()
@@ -320,7 +320,7 @@ def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
         raise SpecError("`extends` must be a path to a spec file", *origins[("extends",)])
     parent_path = (path.parent / parent)
     try:
-        kind = _not_regular(parent_path)
+        kind = not_regular_file(parent_path)
     except FileNotFoundError:
         raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)]) from None
     except OSError as e:

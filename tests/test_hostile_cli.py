@@ -61,6 +61,7 @@ def test_an_offline_object_store_gives_up_after_the_timeout(spec):
 
 @pytest.mark.parametrize(("address", "says"), [
     ("bogus", "expected HOST:PORT, ray://HOST:PORT or auto"),
+    ("", "expected HOST:PORT, ray://HOST:PORT or auto"),
     ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
     ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1"),
 ])
@@ -220,3 +221,32 @@ def test_a_signal_stops_a_ray_run_cleanly(tmp_path, signum, code):
     [record] = [json.loads(p.read_text()) for p in (store / "runs" / "slow").glob("*.json")]
     assert record["failed"] == f"stopped by {name}"
     assert not list((store / "tmp").iterdir())  # no staging left
+
+
+METRICS_OPS = """
+import polars as pl
+
+from stardag.operator import Dataset, Operator
+
+
+class Metrics(Operator):
+    outputs = {"metrics": Dataset({"kind": "string", "slice": "string", "value": "float64",
+                                   "n": "int64"})}
+
+    def run(self, ctx):
+        return pl.DataFrame({"kind": ["accuracy"], "slice": ["all"], "value": [0.5], "n": [4]})
+"""
+
+
+def test_report_plot_into_a_missing_directory_is_one_error(tmp_path):
+    (tmp_path / "metrics_ops.py").write_text(METRICS_OPS)
+    spec = write(tmp_path / "metrics.yaml", """
+        name: metrics
+        stages:
+          evaluate:
+            op: metrics_ops:Metrics
+        """)
+    assert cli("run", spec, "--executor", "local", "-q").returncode == 0
+    r = cli("report", spec, "--plot", tmp_path / "missing" / "x.png")
+    one_error(r, "directory", "does not exist")
+    assert not (tmp_path / "missing").exists()
