@@ -70,6 +70,13 @@ def step_budget(steps: int, growth: float, iteration: int) -> int:
     return max(1, round(steps * growth ** max(0, iteration - 1)))
 
 
+def say(message: str):
+    """A line in the stage's log from a training worker. Written to stderr directly: Ray
+    Train patches `print` in its workers, and every printed line reached the log twice."""
+    sys.stderr.write(f"  {message}\n")
+    sys.stderr.flush()
+
+
 def train_loop(config: dict, session):
     """Runs on every worker (a stardag.training.TrainSession: its rank, device, checkpoints)."""
     import torch
@@ -111,8 +118,7 @@ def train_loop(config: dict, session):
         first, order, losses = state["step"], state["order"], state["losses"]
         rng.setstate(hf.as_rng_state(state["rng"]))
         if rank == 0:
-            print(f"  resumed training from the checkpoint at step {first} of {steps}",
-                  file=sys.stderr, flush=True)
+            say(f"resumed training from the checkpoint at step {first} of {steps}")
     seen, since, logged = 0, time.monotonic(), len(losses)
     for step in range(first, steps):
         opt.zero_grad(set_to_none=True)
@@ -143,9 +149,8 @@ def train_loop(config: dict, session):
         if rank == 0 and every and ((step + 1) % every == 0 or step + 1 == steps):
             recent = losses[logged:]  # the steps since the last line
             rate = seen * world / max(time.monotonic() - since, 1e-9)
-            print(f"  step {step + 1}/{steps}: loss {sum(recent) / len(recent):.4f}, "
-                  f"lr {opt.param_groups[0]['lr']:.3g}, {rate:.0f} tokens/s",
-                  file=sys.stderr, flush=True)
+            say(f"step {step + 1}/{steps}: loss {sum(recent) / len(recent):.4f}, "
+                f"lr {opt.param_groups[0]['lr']:.3g}, {rate:.0f} tokens/s")
             seen, since, logged = 0, time.monotonic(), len(losses)
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
             done = step + 1

@@ -177,9 +177,10 @@ def plot(report: dict, path: Path):
                  for y, ci in zip(ys, intervals)]
         return ys, [lows, highs]
 
-    for s in slices:
+    for j, s in enumerate(slices):
         ys, err = bars([e["by_slice"].get(s) for e in its], [e["by_slice_ci95"].get(s) for e in its])
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=s)
+        shift = 0.05 * (j + 1)  # each slice's bars beside those of `all`, not over them
+        ax.errorbar([x + shift for x in xs], ys, yerr=err, marker="o", capsize=3, label=s)
     ys, err = bars([e["accuracy"] for e in its], [e["ci95"] for e in its])
     ax.errorbar(xs, ys, yerr=err, color="black", linewidth=2.5, marker="s", capsize=4,
                 label="all")
@@ -189,7 +190,7 @@ def plot(report: dict, path: Path):
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
     ax.set_title(report["spec"])
-    ax.legend(title="slice", fontsize=8, loc="lower right")
+    ax.legend(title="slice", fontsize=8, loc="best")
     if curves:
         loss_ax = axes[0][1]
         for e in curves:
