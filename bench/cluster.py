@@ -52,8 +52,8 @@ def stardag(*args, store, overrides=(), check=True) -> float:
 
 
 def s3_server():
-    from moto.server import ThreadedMotoServer
     import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

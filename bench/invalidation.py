@@ -207,7 +207,7 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
     graph = stardag.api.load(SPEC, CI, str(store)).graph
     ops = {n.id: n.op.__module__ for n in graph.nodes.values()}
     assert set(result.computed()) == set(ops), "the traced run must compute every stage"
-    for node, defs in touched.items():  # what the class bodies of touched classes read
+    for defs in touched.values():  # what the class bodies of touched classes read
         todo = list(defs)
         while todo:
             for d in class_reads.get(todo.pop(), ()):

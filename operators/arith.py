@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 HINT_SEP = "|"
 ANSWER_PREFIX = "="

@@ -9,8 +9,8 @@ module is cheap. Everything here saves with ``save_pretrained`` and loads with
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .hf import collate, encode_examples, lr_at  # noqa: F401  (shared with shard_train)
 

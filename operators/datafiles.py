@@ -4,8 +4,9 @@ seeded split of one file into train and held-out problems."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,7 +26,7 @@ class SourceParams(Params):
     hf_dataset: str | None = None   # e.g. "openai/gsm8k" (needs `datasets` and a network)
     hf_config: str | None = None    # the dataset's config; left out, the operator's own
     split: str = "train"            # the hub split of the training problems
-    heldout_path: FilePath | None = None
+    heldout_path: RegularFile | None = None
     heldout_split: str | None = None  # e.g. "test" (GSM8K), "validation" (CommonsenseQA)
     seed: int = 0
     train_size: int | None = Field(None, ge=1)

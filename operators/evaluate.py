@@ -11,7 +11,7 @@ from stardag.operator import Dataset, DefaultResources, Model, Operator
 
 from .dedupe import EXAMPLES
 from .fewshot_prompt import PROMPTS
-from .sample import SampleParams, sample_table
+from .sample import SampleParams, sample_table, workers_of
 from .verify import VERIFIED, VerifyParams, verify_table
 
 METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
@@ -27,6 +27,10 @@ class Evaluate(Operator):
 
     class Params(SampleParams, VerifyParams):
         slice_field: str | None = None
+
+    @classmethod
+    def parallel_workers(cls, params):
+        return workers_of(params)
 
     def run(self, ctx, model, heldout, examples=None, train=None):
         import polars as pl

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
 
 
 def quiet():
@@ -82,19 +82,12 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
     committed as one shard, and shards already committed are read back instead of
     generated: a killed run resumes where it stopped, with the same result."""
     import pyarrow as pa
-    import torch
 
-    tok.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    jobs = [(i, k) for i in order for k in range(n)]
     out: list[list] = [[None] * n for _ in prompts]
     done_tokens, t0 = 0, time.monotonic()
-    kwargs = dict(do_sample=False)
-    if temperature > 0:
-        kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    starts = list(range(0, len(jobs), batch_size))
-    per_shard = shard_batches if shards is not None and shard_batches > 0 else len(starts) or 1
-    shard_of = {b: b // per_shard for b in range(len(starts))}
+    plan = batch_plan(prompts, n, batch_size)
+    per_shard = shard_batches if shards is not None and shard_batches > 0 else len(plan) or 1
+    shard_of = {b: b // per_shard for b in range(len(plan))}
     resumed: set[int] = set()
     if shards is not None:
         for si in sorted(set(shard_of.values())):
@@ -108,37 +101,65 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
             log(f"resumed {len(resumed)} of {len(set(shard_of.values()))} shards committed "
                 "by an interrupted run")
     shard_rows: list[tuple] = []
-    with torch.inference_mode():
-        for b, s in enumerate(starts):
-            batch = jobs[s:s + batch_size]
-            if shard_of[b] in resumed:
-                continue
-            enc = tok([prompts[i] for i, _ in batch], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(model.device)
-            if temperature > 0:
-                torch.manual_seed(seed * 1_000_003 + b)
-            criteria = [_StopStrings(tok, stop, enc["input_ids"].shape[1])] if stop else None
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens,
-                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                 stopping_criteria=criteria, **kwargs)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            ended = (new == tok.eos_token_id).any(dim=1).tolist()
-            prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
-            for (i, k), text, pl_, cl, eos in zip(batch, texts, prompt_lengths, lengths, ended):
-                out[i][k] = (truncate(text, stop), int(pl_), int(cl), finish_reason(text, stop, eos))
-                shard_rows.append((i, k, *out[i][k]))
-                done_tokens += cl
-            if shards is not None and (b + 1 == len(starts) or shard_of[b + 1] != shard_of[b]):
-                columns = map(list, zip(*shard_rows))
-                shards.put(shard_of[b], pa.table(dict(zip(SHARD_COLUMNS, columns))))
-                shard_rows = []
-            if progress:
-                elapsed = time.monotonic() - t0
-                progress(min(s + batch_size, len(jobs)), len(jobs), "samples",
-                         tokens_per_s=done_tokens / max(elapsed, 1e-9))
+    done = 0
+    for b, batch in enumerate(plan):
+        done += len(batch)
+        if shard_of[b] in resumed:
+            continue
+        got = generate_batch(model, tok, [prompts[i] for i, _ in batch], b,
+                             temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, stop=stop, seed=seed)
+        for (i, k), sample in zip(batch, got):
+            out[i][k] = sample
+            shard_rows.append((i, k, *sample))
+            done_tokens += sample[2]
+        if shards is not None and (b + 1 == len(plan) or shard_of[b + 1] != shard_of[b]):
+            columns = map(list, zip(*shard_rows))
+            shards.put(shard_of[b], pa.table(dict(zip(SHARD_COLUMNS, columns))))
+            shard_rows = []
+        if progress:
+            elapsed = time.monotonic() - t0
+            progress(done, sum(map(len, plan)), "samples",
+                     tokens_per_s=done_tokens / max(elapsed, 1e-9))
     return out
+
+
+def batch_plan(prompts: Sequence[str], n: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    """The batches of (prompt index, sample index): prompts sorted by length, so that a
+    batch needs little padding. Batch b's samples are seeded from b: the plan, not the
+    worker that runs it, decides every sample."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    jobs = [(i, k) for i in order for k in range(n)]
+    return [jobs[s:s + batch_size] for s in range(0, len(jobs), batch_size)]
+
+
+def generate_batch(model, tok, texts: Sequence[str], b: int, *, temperature: float = 0.0,
+                   top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
+                   seed: int = 0) -> list[tuple[str, int, int, str]]:
+    """Batch number `b` of a plan: (completion, prompt tokens, completion tokens, finish
+    reason) per text, left-padded, with the KV cache; seeded from `seed` and `b`."""
+    import torch
+
+    tok.padding_side = "left"
+    kwargs: dict = dict(do_sample=False)
+    if temperature > 0:
+        kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    with torch.inference_mode():
+        enc = tok(list(texts), return_tensors="pt", padding=True,
+                  add_special_tokens=False).to(model.device)
+        if temperature > 0:
+            torch.manual_seed(seed * 1_000_003 + b)
+        criteria = [_StopStrings(tok, stop, enc["input_ids"].shape[1])] if stop else None
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                             stopping_criteria=criteria, **kwargs)
+    new = gen[:, enc["input_ids"].shape[1]:]
+    lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
+    decoded = tok.batch_decode(new, skip_special_tokens=True)
+    ended = (new == tok.eos_token_id).any(dim=1).tolist()
+    prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
+    return [(truncate(text, stop), int(pl_), int(cl), finish_reason(text, stop, eos))
+            for text, pl_, cl, eos in zip(decoded, prompt_lengths, lengths, ended)]
 
 
 def _StopStrings(tok, stop: Sequence[str], start: int):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from stardag.operator import Dataset, DefaultResources, Model, Operator
 
 from .fewshot_prompt import PROMPTS
-from .sample import SampleParams, sample_table
+from .sample import SampleParams, sample_table, workers_of
 from .verify import VERIFIED, VerifyParams, verify_table
 
 
@@ -20,6 +20,10 @@ class HintRationalize(Operator):
 
     class Params(SampleParams, VerifyParams):
         pass
+
+    @classmethod
+    def parallel_workers(cls, params):
+        return workers_of(params)
 
     def run(self, ctx, model, prompts, verified):
         import polars as pl

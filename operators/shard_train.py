@@ -154,7 +154,7 @@ def train_loop(config: dict, session):
             seen, since, logged = 0, time.monotonic(), len(losses)
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
             done = step + 1
-            session.checkpoint(lambda d, done=done: hf.save_state(d, inner, opt, done, order, rng,
+            session.checkpoint(lambda d, done=done, order=order: hf.save_state(d, inner, opt, done, order, rng,
                                                                    losses, rank),
                                {"step": done})
     metrics = {"loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "steps": steps,

@@ -4,8 +4,9 @@ to check every step. Verifiers choose a task by name; register more with `regist
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Callable
+from typing import Annotated
 
 from pydantic import AfterValidator
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .errors import SpecError, StardagError
 from .graph import Graph, compile_spec

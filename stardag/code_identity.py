@@ -28,8 +28,8 @@ import hashlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import xxhash
 

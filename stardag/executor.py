@@ -10,15 +10,15 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import CorruptArtifact, InputError, StageFailed, StardagError, StoreError
 from .graph import Graph, Node
 from .planner import input_hashes, node_key, provenance, stale_causes
 from .store import Store
-
 
 # --- the task: runs wherever the runner puts it ------------------------------------------
 
@@ -28,10 +28,9 @@ def run_stage(payload: dict) -> dict:
     for p in payload.get("sys_path", []):
         if p not in sys.path:
             sys.path.insert(0, p)
+    from .graph import keyed_files
     from .operator import Context, Dataset
     from .registry import resolve
-
-    from .graph import keyed_files
 
     store = Store(payload["store"])
     staging = None
@@ -260,7 +259,7 @@ def check_address(address: str):
                 if len(head) < 4 or head[3] != 4:
                     raise StardagError(f"{address} is not a Ray cluster (it does not answer as "
                                        "a gRPC server)")
-    except socket.timeout:
+    except TimeoutError:
         raise StardagError(f"cannot reach the Ray cluster at {address}: no answer within "
                            f"{timeout():g}s (--timeout)") from None
     except OSError as e:
@@ -339,7 +338,7 @@ class RayRunner:
                 ray.init(**ray_init_kwargs(address))
             except Exception as e:  # Ray raises ConnectionError, ValueError, RuntimeError...
                 what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise StardagError(f"cannot start or join Ray"
+                raise StardagError("cannot start or join Ray"
                                    + (f" at {address}" if address else "") + f": {what}") from None
             if ours:  # Ray installs its own SIGTERM handler, which dumps the C++ stacks
                 interrupt.install()
@@ -358,6 +357,12 @@ class RayRunner:
             options["memory"] = r.memory
         if r.custom:
             options["resources"] = dict(r.custom)
+        if node.op.parallel_workers(node.params) > 1:
+            # the stage's workers each hold its resources; its own task only orchestrates and
+            # must hold none of what they need (a 1-GPU machine would wait forever)
+            options.update(num_cpus=0, num_gpus=0)
+            options.pop("memory", None)
+            options.pop("resources", None)
         need = {k: v for k, v in {"CPU": r.cpus, "GPU": r.gpus, "memory": r.memory,
                                   **(r.custom or {})}.items() if v}
         if not self._fits(need):

@@ -69,7 +69,7 @@ class StageKey:
         return d
 
     @classmethod
-    def from_json(cls, d: Any) -> "StageKey":
+    def from_json(cls, d: Any) -> StageKey:
         """The record as stored; a ValueError if it is not one."""
         if not isinstance(d, dict) or not {"format", "target", "version", "code", "params",
                                             "inputs"} <= set(d):

@@ -20,8 +20,16 @@ from pydantic import ValidationError
 from .code_identity import CodeIdentity, code_identity
 from .errors import SpecError
 from .fingerprint import UnhashableParam, canonical_json
-from .operator import (Dataset, DefaultResources, Operator, Params, directory_params,
-                       file_params, logical_type)
+from .operator import (
+    Dataset,
+    DefaultResources,
+    Operator,
+    Params,
+    directory_params,
+    file_params,
+    logical_type,
+    unkeyed_params,
+)
 from .registry import UnknownOperator, resolve, target_of
 from .spec import LoadedSpec, PreviousRef, StageSpec, not_regular_file
 
@@ -158,7 +166,7 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     params = _params(loaded, name, iteration, st, op, path)
     inputs: dict[str, tuple[str, str]] = {}
     wheres: dict[str, tuple] = {}
-    for inp, ref in st.inputs.items():
+    for inp in st.inputs:
         if inp not in op.inputs:
             raise loaded.error(f"operator {st.op!r} has no input {inp!r}{_close(inp, op.inputs)} "
                                f"(its inputs: {', '.join(op.inputs) or 'none'})",
@@ -186,6 +194,7 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     resources = _resources(op.resources, st)
     node_id = name if iteration is None else f"{name}@{iteration}"
     params_json, key_params = _files(loaded, name, op, params.model_dump(mode="json"), path)
+    key_params = {k: v for k, v in key_params.items() if k not in unkeyed_params(op.Params)}
     return Node(node_id, name, iteration, st.op, target_of(st.op), op, params, params_json,
                 inputs, resources, loaded.where(path), deps={src for src, _ in inputs.values()},
                 key_params=key_params, input_where=wheres)

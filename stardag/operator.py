@@ -18,16 +18,18 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar, get_args
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
 
 __all__ = ["Context", "Dataset", "DefaultResources", "FilePath", "InputError", "Model",
-           "Operator", "Params", "RegularFile", "directory_params", "file_params", "logical_type"]
+           "Operator", "Params", "RegularFile", "Unkeyed", "device_for", "directory_params",
+           "file_params", "logical_type", "unkeyed_params"]
 
 
 class Params(BaseModel):
@@ -49,6 +51,20 @@ class _File:
 
 FilePath = Annotated[str, _File(directories=True)]
 RegularFile = Annotated[str, _File(directories=False)]
+
+
+class _Unkeyed:
+    """Marks a param that decides how a stage runs, never what it computes (how many
+    workers share it): left out of the stage's key, so that changing it re-runs nothing.
+    Use it only where the output is the same for every value (a test should show it)."""
+
+
+Unkeyed = _Unkeyed()  # e.g.  workers: Annotated[int, Unkeyed] = 1
+
+
+def unkeyed_params(params_model: type[BaseModel]) -> list[str]:
+    return [name for name, f in params_model.model_fields.items()
+            if any(isinstance(m, _Unkeyed) for m in f.metadata)]
 
 
 def file_params(params_model: type[BaseModel]) -> list[str]:
@@ -171,6 +187,24 @@ class Context:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def map(self, worker: Callable[[dict], Callable[[int, Any], Any]], config: dict,
+            chunks: Sequence[Any], *, name: str = "part", workers: int = 1,
+            landed: Callable[[int, Any], None] | None = None) -> list:
+        """Apply `worker(config)` (one object per worker: a model loaded once) to every
+        chunk, `worker(index, chunk) -> Arrow table`, on `workers` data-parallel workers
+        that each hold this stage's resources (Ray actors; this process with one worker or
+        outside Ray). Each chunk's table is committed as shard `index` of `name` as it lands
+        (`landed(index, table)` is told), and committed shards are read back instead of
+        recomputed. Chunk i's table must depend only on chunk i and `config`: then the
+        output is the same for any number of workers. The operator's class says how many
+        workers its params ask for (`parallel_workers`), so that its own task holds none of
+        their resources. `worker` must be a module-level class."""
+        from .parallel import map_chunks
+
+        r = self.resources
+        return map_chunks(worker, config, chunks, shards=self.shards(name), workers=workers,
+                          cpus=r.cpus, gpus=r.gpus, landed=landed, log=self.log)
+
     def train(self, loop: Callable[[dict, Any], None], config: dict, *, workers: int = 1,
               cpus_per_worker: float = 1, gpus_per_worker: float = 0, backend: str = "ray",
               output: str = "model") -> dict:
@@ -228,3 +262,20 @@ class Operator:
 
     def run(self, ctx: Context, **inputs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def parallel_workers(cls, params: Params) -> int:
+        """How many data-parallel workers (`ctx.map`, `ctx.train`) a run with these params
+        starts, each holding the stage's resources. Above 1, the stage's own task asks for
+        no CPU or GPU: it only orchestrates."""
+        return 1
+
+
+def device_for(gpus: float) -> str:
+    """The device for work given `gpus`: a GPU only where torch sees one (a logical GPU,
+    declared by a Ray cluster on a CPU machine, runs on the CPU)."""
+    if not gpus:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from .operator import Operator
 
@@ -41,7 +41,7 @@ def target_of(ref: str) -> str:
     raise UnknownOperator(f"unknown operator {ref!r}{hint} (or give package.module:Name)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def resolve(ref: str) -> type[Operator]:
     module_name, _, attr = target_of(ref).partition(":")
     try:

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .operator import device_for
 
 Writer = Callable[[Path], None]
 
@@ -56,16 +59,6 @@ class TrainSession:
     def finish(self, write_model: Writer, metrics: dict):
         """The end: rank 0's `write_model(dir)` writes the stage's model output."""
         raise NotImplementedError
-
-
-def device_for(gpus: float) -> str:
-    """A GPU only where torch sees one: a logical GPU (a Ray cluster declaring GPUs on a CPU
-    machine) runs on the CPU."""
-    if not gpus:
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --- in this process ------------------------------------------------------------------
@@ -134,10 +127,19 @@ class RaySession(TrainSession):
         self._restored: Path | None = None
 
     def prepare(self, model):
-        import ray.train.torch
+        import torch
 
-        model = ray.train.torch.prepare_model(model)
-        self.device = str(next(model.parameters()).device)
+        if torch.cuda.is_available():
+            import ray.train.torch
+
+            model = ray.train.torch.prepare_model(model)
+            self.device = str(next(model.parameters()).device)
+            return model
+        # no CUDA here (a logical GPU on a CPU machine, or CPU workers): data parallelism
+        # over gloo, on the CPU; Ray Train's prepare_model would move the model to cuda
+        self.device = "cpu"
+        if self.world_size > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model)
         return model
 
     def latest_checkpoint(self) -> Path | None:
@@ -180,12 +182,15 @@ def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output:
     restores a run of the same name and storage), and a worker that fails is restarted from
     the last checkpoint within the same fit."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     fs, path = storage if storage else (None, tempfile.mkdtemp(prefix="stardag-train-"))
     use_gpu = bool(scaling.gpus_per_worker)
     trainer = TorchTrainer(
         _per_worker, train_loop_config={"__loop__": loop, "__config__": config},
+        # NCCL needs CUDA: GPUs that Ray declares on a machine without any (logical GPUs)
+        # train with gloo, on the CPU
+        torch_config=TorchConfig(backend="nccl" if use_gpu and _cuda() else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=scaling.workers, use_gpu=use_gpu,
             resources_per_worker={"CPU": scaling.cpus_per_worker,
@@ -201,6 +206,12 @@ def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output:
     if not storage:
         shutil.rmtree(path, ignore_errors=True)
     return {k: v for k, v in dict(result.metrics).items() if not k.startswith("_")}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def train(loop, config: dict, scaling: Scaling, backend: str, storage: tuple | None,

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from support import Calls, cli, write
 
 from stardag.cli import main
-from support import Calls, cli, write
 
 SPEC = """
 name: clidemo

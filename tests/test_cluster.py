@@ -255,6 +255,33 @@ def test_a_stage_pinned_by_a_custom_resource_runs_on_the_node_that_has_it(cluste
     assert cluster.nodes["node_a"] != cluster.nodes["node_b"]
 
 
+PARALLEL = """
+name: parallel
+stages:
+  squares:
+    op: parallel_ops:Squares
+    params: {n: 40, chunk: 5, workers: 2, record: RECORD}
+"""
+
+
+@pytest.mark.ray
+def test_data_parallel_workers_land_on_both_nodes(cluster, tmp_path):
+    d = project(tmp_path)
+    shutil.copy(TESTS / "parallel_ops.py", d / "parallel_ops.py")
+    record = tmp_path / "where.txt"
+    write(d / "parallel.yaml", PARALLEL.replace("RECORD", str(record)))
+    r = cluster.cli("run", "parallel.yaml", "--address", cluster.gcs, "--store",
+                    tmp_path / "store", cwd=d)
+    assert r.returncode == 0, r.stderr
+    nodes = {line.split()[0] for line in record.read_text().splitlines()}
+    assert nodes == {cluster.nodes["node_a"], cluster.nodes["node_b"]}
+    local = stardag.run(d / "parallel.yaml", store=str(tmp_path / "local"), executor="local",
+                        progress=False)
+    got = stardag.read(d / "parallel.yaml", "squares", store=str(tmp_path / "store"))
+    assert got.equals(stardag.read(d / "parallel.yaml", "squares", store=str(tmp_path / "local")))
+    assert local.computed() == ["squares"]
+
+
 @pytest.mark.ray
 def test_a_submitted_job_runs_to_the_end_with_the_artifacts_of_a_local_run(cluster, tmp_path):
     d = project(tmp_path)

@@ -1,11 +1,11 @@
 """The loop block and experiment variants."""
 
 import pytest
+from support import Calls, run, write
 
 import stardag
 from stardag.graph import compile_spec
 from stardag.spec import load_spec
-from support import Calls, run, write
 
 LOOP = """
 name: looped

@@ -1,11 +1,10 @@
 """Stages on Ray: the same artifacts as in-process, independent stages side by side."""
 
-import os
 
 import pytest
+from support import TESTS, Calls, run, write
 
 import stardag
-from support import TESTS, Calls, run, write
 
 pytestmark = pytest.mark.ray
 
@@ -52,3 +51,8 @@ def test_stages_run_as_ray_tasks_and_match_a_local_run(tmp_path, monkeypatch):
                        match=r"stage 'left'.*needs CPU 1, GPU 1, and no node of this Ray"):
         run(spec, "stages.left.resources.gpus=1", "stages.left.params.factor=4", executor="ray",
             store=str(tmp_path / "ray-store"))
+    # and so does one asking for a custom resource that no node has
+    with pytest.raises(stardag.errors.StageFailed,
+                       match=r"stage 'left'.*needs CPU 1, tpu_pod 1, and no node of this Ray"):
+        run(spec, "stages.left.resources.custom={tpu_pod: 1}", "stages.left.params.factor=5",
+            executor="ray", store=str(tmp_path / "ray-store"))

@@ -88,51 +88,44 @@ def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path):
         Sample().run(ctx, tmp_path, pl.DataFrame({"id": ["a"], "prompt": ["x"]}))
 
 
-def test_the_vllm_backend_speaks_the_current_ray_data_llm_api():
-    """Without a GPU the engine cannot start, but the processor config must be one that this
-    Ray accepts, and requests and results must map back to [prompt][sample] in order."""
+def test_vllm_requests_are_seeded_by_position_and_cut_into_shards():
     from operators import vllm_backend as vb
     from operators.sample import Sample
 
-    p = Sample.Params(backend="vllm", n=2, temperature=0.7, stop=["\n"], seed=3,
-                      tensor_parallel_size=2, replicas=3, batch_size=16, dtype="bfloat16")
-    config = vb.processor_config("/models/m", p)
-    assert config.concurrency == 3 and config.batch_size == 16
-    assert config.engine_kwargs["tensor_parallel_size"] == 2
-    reqs = vb.requests(["a", "b"], p)
-    assert [(r["_row"], r["_k"], r["prompt"]) for r in reqs] == [
-        (0, 0, "a"), (0, 1, "a"), (1, 0, "b"), (1, 1, "b")]
-    assert len({r["sampling_params"]["seed"] for r in reqs}) == 4
-    assert reqs[0]["sampling_params"]["stop"] == ["\n"]
-    assert reqs[0]["sampling_params"]["include_stop_str_in_output"]
-    engine_rows = [{**r, "generated_text": f"{r['prompt']}{r['_k']}", "num_input_tokens": 1,
-                    "num_generated_tokens": 2, "generated_tokens": [5, 6]} for r in reversed(reqs)]
-    out = vb.collect([vb.finished(vb.postprocess(r), p, {2}) for r in engine_rows], 2, 2)
-    assert out == [[("a0", 1, 2, "eos"), ("a1", 1, 2, "eos")], [("b0", 1, 2, "eos"), ("b1", 1, 2, "eos")]]
-    with pytest.raises(RuntimeError, match="no output for 1 of 4"):
-        vb.collect([vb.finished(vb.postprocess(r), p, {2}) for r in engine_rows[1:]], 2, 2)
+    p = Sample.Params(backend="vllm", n=2, seed=3, shard_size=3)
+    chunks = vb.chunks_of(["a", "b"], p)
+    assert [[(i, k, t) for i, k, t, _ in c] for c in chunks] == [
+        [(0, 0, "a"), (0, 1, "a"), (1, 0, "b")], [(1, 1, "b")]]
+    seeds = [seed for c in chunks for *_, seed in c]
+    assert len(set(seeds)) == 4
+    # the same request keeps its seed whatever the shard size: workers and shards change
+    # nothing of what is drawn
+    other = vb.chunks_of(["a", "b"], Sample.Params(backend="vllm", n=2, seed=3, shard_size=1))
+    assert [seed for c in other for *_, seed in c] == seeds
 
 
-@pytest.mark.parametrize("text,tokens,reason,kept", [
-    ("The answer is 7.\nQ: next", [9] * 5, "stop", "The answer is 7."),  # stop string, cut here
-    ("The answer is 7.", [9, 9, 2], "eos", "The answer is 7."),       # short of max_tokens
-    ("The answer is 7.", [9, 9, 9, 9, 2], "eos", "The answer is 7."),  # an end token at the limit
-    ("The answer is 7", [9] * 5, "length", "The answer is 7"),        # cut off at the limit
+def test_vllm_engine_arguments_keep_the_kv_cache_small_on_a_cpu(monkeypatch):
+    from operators import vllm_backend as vb
+
+    config = {"model": "/m", "dtype": "bfloat16", "seed": 1, "tensor_parallel_size": 2, "gpus": 1}
+    monkeypatch.setattr(vb, "device_for", lambda gpus: "cuda")
+    on_gpu = vb.engine_kwargs(config)
+    assert on_gpu["tensor_parallel_size"] == 2 and "gpu_memory_utilization" not in on_gpu
+    monkeypatch.setattr(vb, "device_for", lambda gpus: "cpu")
+    on_cpu = vb.engine_kwargs(config)
+    assert on_cpu["gpu_memory_utilization"] <= 0.2 and on_cpu["enforce_eager"]
+
+
+@pytest.mark.parametrize("finish_reason,stop_reason,reason", [
+    ("stop", "\nQ:", "stop"),   # a stop string ended it (vLLM leaves it out of the text)
+    ("stop", None, "eos"),      # the model's end token
+    ("stop", 2, "eos"),         # a stop token id
+    ("length", None, "length"),  # cut off at max_tokens
 ])
-def test_the_vllm_backend_reads_why_a_completion_ended(text, tokens, reason, kept):
-    from operators import vllm_backend as vb
-    from operators.sample import Sample
+def test_the_vllm_backend_names_why_a_completion_ended_as_the_hf_backend_does(
+        finish_reason, stop_reason, reason):
+    from types import SimpleNamespace
 
-    p = Sample.Params(backend="vllm", max_new_tokens=5, stop=["\nQ:"])
-    row = {"_row": 0, "_k": 0, "generated_text": text, "num_input_tokens": 3,
-           "num_generated_tokens": len(tokens), "generated_tokens": tokens}
-    got = vb.finished(vb.postprocess(row), p, {2})
-    assert (got["finish_reason"], got["text"]) == (reason, kept)
-
-
-def test_the_vllm_backend_reads_the_end_tokens_from_the_model_directory(tmp_path):
     from operators import vllm_backend as vb
 
-    (tmp_path / "config.json").write_text('{"eos_token_id": 2}')
-    (tmp_path / "generation_config.json").write_text('{"eos_token_id": [2, 7]}')
-    assert vb.eos_ids(str(tmp_path)) == {2, 7}
+    assert vb.finish(SimpleNamespace(finish_reason=finish_reason, stop_reason=stop_reason)) == reason

@@ -88,10 +88,10 @@ def test_a_killed_driver_resumes_from_its_committed_shards(prepared, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(base, store)
     rng = random.Random(0)
-    for attempt in range(2):  # killed twice, at a random moment after a shard lands
+    for _ in range(2):  # killed twice, at a random moment after a shard lands
         proc = stardag(spec, "--executor", "local", store=store)
         done_before = len(shards(store))
-        _until(lambda: len(shards(store)) > done_before or proc.poll() is not None)
+        _until(lambda p=proc, n=done_before: len(shards(store)) > n or p.poll() is not None)
         assert proc.poll() is None, proc.communicate()[1]
         time.sleep(rng.uniform(0, 0.5))
         proc.send_signal(signal.SIGKILL)
@@ -217,7 +217,9 @@ def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
     shutil.copytree(store, whole)
     finish(stardag(spec, store=whole))
     proc = stardag(spec, store=store)
-    ckpts = lambda: list((store / "partial").rglob("checkpoint_*")) if (store / "partial").exists() else []
+    def ckpts():
+        return list((store / "partial").rglob("checkpoint_*")) if (store / "partial").exists() else []
+
     _until(lambda: len(ckpts()) >= 1 or proc.poll() is not None, timeout=240)
     assert proc.poll() is None, proc.communicate()[1]
     time.sleep(random.Random(0).uniform(0, 1.0))

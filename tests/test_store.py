@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from support import TESTS, Calls, run, until, write
 
 import stardag
 from stardag.store import Store
-from support import TESTS, Calls, run, until, write
 
 SPEC = """
 name: store
