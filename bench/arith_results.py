@@ -39,18 +39,28 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "docs" / "arith-results.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "star-arithmetic.png"))
     args = ap.parse_args()
-    results = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
-                          f"Python {platform.python_version()}", "overrides": args.overrides, "runs": {}}
+    results = {
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
+        f"Python {platform.python_version()}",
+        "overrides": args.overrides,
+        "runs": {},
+    }
     for label, spec in SPECS.items():
         path = ROOT / "pipelines" / spec
         t0 = time.perf_counter()
         run = stardag.run(path, overrides=args.overrides, store=args.store)
         wall = time.perf_counter() - t0
         data = report.collect(path, args.overrides, args.store)
-        results["runs"][label] = {"spec": f"pipelines/{spec}", "wall_s": round(wall, 1),
-                                  "computed": len(run.computed()), "cached": len(run.cached()),
-                                  "iterations": data["iterations"]}
-        print(f"== {label}: {wall:.0f}s, {len(run.computed())} computed, {len(run.cached())} cached")
+        results["runs"][label] = {
+            "spec": f"pipelines/{spec}",
+            "wall_s": round(wall, 1),
+            "computed": len(run.computed()),
+            "cached": len(run.cached()),
+            "iterations": data["iterations"],
+        }
+        print(
+            f"== {label}: {wall:.0f}s, {len(run.computed())} computed, {len(run.cached())} cached"
+        )
         print(report.table(data))
         Path(args.out).write_text(json.dumps(results, indent=1))
     plot(results, Path(args.plot))
@@ -69,9 +79,15 @@ def plot(results: dict, path: Path):
         xs = [e["iteration"] for e in its]
         slices = sorted({s for e in its for s in e["by_slice"]}, key=lambda s: (len(s), s))
         for s in slices:
-            ax.plot(xs, [100 * e["by_slice"].get(s, float("nan")) for e in its], marker="o",
-                    label=f"{s} digits")
-        ax.plot(xs, [100 * e["accuracy"] for e in its], color="black", lw=2.5, marker="s", label="all")
+            ax.plot(
+                xs,
+                [100 * e["by_slice"].get(s, float("nan")) for e in its],
+                marker="o",
+                label=f"{s} digits",
+            )
+        ax.plot(
+            xs, [100 * e["accuracy"] for e in its], color="black", lw=2.5, marker="s", label="all"
+        )
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_xticks(xs)

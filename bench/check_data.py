@@ -29,15 +29,26 @@ def main():
     gsm = load_problems(str(data / "gsm8k" / "train.jsonl"), gsm8k_row)
     csqa = load_problems(str(data / "commonsenseqa" / "train.jsonl"), csqa_row)
     loaded = time.perf_counter() - t0
-    gsm_bad = [r["id"] for r in gsm
-               if gsm8k_parse(r["meta"]["rationale"] + "\n#### " + r["answer"]) != r["answer"]]
-    csqa_bad = [r["id"] for r in csqa
-                if csqa_parse(f"So the answer is ({r['answer'].lower()}).", r["question"]) != r["answer"]]
-    csqa_text = [r["id"] for r in csqa
-                 if csqa_parse(f"So the answer is {r['meta']['answer_text']}.", r["question"]) != r["answer"]]
+    gsm_bad = [
+        r["id"]
+        for r in gsm
+        if gsm8k_parse(r["meta"]["rationale"] + "\n#### " + r["answer"]) != r["answer"]
+    ]
+    csqa_bad = [
+        r["id"]
+        for r in csqa
+        if csqa_parse(f"So the answer is ({r['answer'].lower()}).", r["question"]) != r["answer"]
+    ]
+    csqa_text = [
+        r["id"]
+        for r in csqa
+        if csqa_parse(f"So the answer is {r['meta']['answer_text']}.", r["question"]) != r["answer"]
+    ]
     print(f"gsm8k: {len(gsm)} rows read, {len(gsm) - len(gsm_bad)} gold answers read back")
-    print(f"commonsenseqa: {len(csqa)} rows read, {len(csqa) - len(csqa_bad)} gold letters read back, "
-          f"{len(csqa) - len(csqa_text)} read back from the choice's text")
+    print(
+        f"commonsenseqa: {len(csqa)} rows read, {len(csqa) - len(csqa_bad)} gold letters read back, "
+        f"{len(csqa) - len(csqa_text)} read back from the choice's text"
+    )
     print(f"loading both files: {loaded:.2f} s")
     return 1 if gsm_bad or csqa_bad else 0
 

@@ -35,9 +35,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_pipeline_e2e import SMALL  # noqa: E402
 from test_resume import SPEC as SAMPLE_SPEC  # noqa: E402
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-       "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-       "AWS_DEFAULT_REGION": "us-east-1"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def stardag(*args, store, overrides=(), check=True) -> float:
@@ -60,10 +64,19 @@ def s3_server():
         port = s.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key="bench",
-                           secret_key="bench", region="us-east-1", allow_bucket_creation=True)
+    fs = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{port}",
+        scheme="http",
+        access_key="bench",
+        secret_key="bench",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
     fs.create_dir("bench")
-    return server, f"s3://bench/cache?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    return (
+        server,
+        f"s3://bench/cache?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1",
+    )
 
 
 def pipeline(work: Path) -> dict:
@@ -73,7 +86,9 @@ def pipeline(work: Path) -> dict:
     try:
         for name, store in (("local", work / "local"), ("s3", s3)):
             first = stardag(spec, store=store, overrides=SMALL)
-            cached = statistics.median(stardag(spec, store=store, overrides=SMALL) for _ in range(3))
+            cached = statistics.median(
+                stardag(spec, store=store, overrides=SMALL) for _ in range(3)
+            )
             out[name] = {"first_run_s": round(first, 2), "cached_run_s": round(cached, 3)}
             print(f"{name:>5}: first run {first:.1f} s, cached re-run {cached:.2f} s", flush=True)
     finally:
@@ -84,7 +99,11 @@ def pipeline(work: Path) -> dict:
 
 
 def shard_files(store: Path) -> list[Path]:
-    return sorted((store / "partial").rglob("samples-*.parquet")) if (store / "partial").exists() else []
+    return (
+        sorted((store / "partial").rglob("samples-*.parquet"))
+        if (store / "partial").exists()
+        else []
+    )
 
 
 def content_hash(spec: Path, store: Path) -> str:
@@ -115,10 +134,24 @@ def kills(work: Path, n: int, seed: int) -> dict:
     rows = []
     for _ in range(n):
         before = len(shard_files(store))
-        proc = subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", str(spec), "--store",
-                                 str(store), "--executor", "local", "-q",
-                                 *[a for o in KILL_SIZE for a in ("--set", o)]], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stardag.cli",
+                "run",
+                str(spec),
+                "--store",
+                str(store),
+                "--executor",
+                "local",
+                "-q",
+                *[a for o in KILL_SIZE for a in ("--set", o)],
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         while len(shard_files(store)) <= before and proc.poll() is None:
             time.sleep(0.01)
         time.sleep(rng.uniform(0, 1.5))
@@ -131,14 +164,25 @@ def kills(work: Path, n: int, seed: int) -> dict:
         times = sorted(f.stat().st_mtime for f in files)
         interval = statistics.median(b - a for a, b in zip(times, times[1:]))
         lost = (killed_at - times[-1]) / interval
-        rows.append({"shards_committed": len(files), "seconds_since_last_shard": round(killed_at - times[-1], 3),
-                     "shard_interval_s": round(interval, 3), "lost_shards": round(lost, 2)})
+        rows.append(
+            {
+                "shards_committed": len(files),
+                "seconds_since_last_shard": round(killed_at - times[-1], 3),
+                "shard_interval_s": round(interval, 3),
+                "lost_shards": round(lost, 2),
+            }
+        )
         print(f"kill: {len(files)} shards committed, lost {lost:.2f} shard(s) of work", flush=True)
     t_resume = stardag(spec, "--executor", "local", store=store, overrides=KILL_SIZE)
     got = content_hash(spec, store)
-    return {"kills": rows, "max_lost_shards": max(r["lost_shards"] for r in rows),
-            "uninterrupted_run_s": round(t_whole, 2), "final_resume_run_s": round(t_resume, 2),
-            "same_content_hash": got == expected, "seed": seed}
+    return {
+        "kills": rows,
+        "max_lost_shards": max(r["lost_shards"] for r in rows),
+        "uninterrupted_run_s": round(t_whole, 2),
+        "final_resume_run_s": round(t_resume, 2),
+        "same_content_hash": got == expected,
+        "seed": seed,
+    }
 
 
 def main():
@@ -149,8 +193,10 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stardag-cluster-bench-"))
-    results = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
-                          f"Python {platform.python_version()}"}
+    results = {
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"Python {platform.python_version()}"
+    }
     try:
         if not args.skip_pipeline:
             results["store"] = pipeline(work)

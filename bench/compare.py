@@ -59,14 +59,10 @@ def find_dvc(given: str | None) -> str:
 def wall(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     """Seconds the command took, and its stdout+stderr."""
     t0 = time.perf_counter()
-    out = subprocess.run(
-        cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True
-    )
+    out = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if out.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd)} failed in {cwd}:\n{out.stdout}\n{out.stderr}"
-        )
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{out.stdout}\n{out.stderr}")
     return dt, out.stdout + out.stderr
 
 
@@ -103,9 +99,7 @@ class Pipeline:
 class Stardag(Pipeline):
     def __init__(self, *args, executor: str):
         self.executor = executor
-        self.name = (
-            f"stardag ({'in-process executor' if executor == 'local' else 'Ray'})"
-        )
+        self.name = f"stardag ({'in-process executor' if executor == 'local' else 'Ray'})"
         super().__init__(*args)
 
     def setup(self):
@@ -204,9 +198,7 @@ def machine(dvc: str) -> dict:
                 break
     except OSError:
         pass
-    dvc_version = subprocess.run(
-        [dvc, "--version"], check=False, capture_output=True, text=True
-    )
+    dvc_version = subprocess.run([dvc, "--version"], check=False, capture_output=True, text=True)
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -222,16 +214,12 @@ def measure(args, dvc: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix="stardag-compare-"))
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(HERE.parent), os.environ.get("PYTHONPATH", "")]
-        ),
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
         "DVC_NO_ANALYTICS": "1",
         "POLARS_MAX_THREADS": str(os.cpu_count()),
     }
     n, middle = args.stages, args.stages // 2 + 1
-    makers = {
-        "stardag-local": lambda r: Stardag(r, n, args.rows, env, executor="local")
-    }
+    makers = {"stardag-local": lambda r: Stardag(r, n, args.rows, env, executor="local")}
     if args.ray:
         makers["stardag-ray"] = lambda r: Stardag(r, n, args.rows, env, executor="ray")
     makers["dvc"] = lambda r: DVC(r, n, args.rows, env, dvc=dvc)
@@ -252,18 +240,13 @@ def measure(args, dvc: str) -> dict:
                 for what, (dt, computed) in runs.items():
                     want = n + 1 if key == "script" else expect[what]
                     if computed != want:
-                        raise RuntimeError(
-                            f"{p.name}, {what}: {computed} stages ran, not {want}"
-                        )
+                        raise RuntimeError(f"{p.name}, {what}: {computed} stages ran, not {want}")
                     times[key].setdefault(what, []).append(dt)
-                    print(
-                        f"  {rep + 1}/{args.repeat} {p.name:<32} {what:<8} {dt:7.2f} s"
-                    )
+                    print(f"  {rep + 1}/{args.repeat} {p.name:<32} {what:<8} {dt:7.2f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = {
-        key: {what: statistics.median(v) for what, v in t.items()}
-        for key, t in times.items()
+        key: {what: statistics.median(v) for what, v in t.items()} for key, t in times.items()
     }
     return {
         "stages": n + 1,
@@ -344,9 +327,7 @@ def section(r: dict, m: dict) -> str:
             cells.append(cell)
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["", "(median, and in brackets the fastest and slowest of the runs)", ""]
-    out += [
-        "Ratios of the medians (time / stardag in-process time; above 1: stardag is faster):"
-    ]
+    out += ["Ratios of the medians (time / stardag in-process time; above 1: stardag is faster):"]
     out += ["", "| | " + " | ".join(names[c] for c in cols if c != base) + " |"]
     out += ["|---|" + "---|" * (len(cols) - 1)]
     for label, what in rows:
@@ -416,34 +397,20 @@ def write_docs(path: Path, text: str):
         doc = doc[:start] + text + ("\n" if nxt >= 0 else "") + doc[end:]
     else:
         anchor = doc.find("## Reproducing")
-        doc = (
-            doc + "\n" + text
-            if anchor < 0
-            else doc[:anchor] + text + "\n" + doc[anchor:]
-        )
+        doc = doc + "\n" + text if anchor < 0 else doc[:anchor] + text + "\n" + doc[anchor:]
     path.write_text(doc)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--dvc", help="the dvc executable (default: dvc on PATH, /tmp/dvcenv/bin/dvc)"
-    )
-    ap.add_argument(
-        "--stages", type=int, default=12, help="transforms after the source stage"
-    )
+    ap.add_argument("--dvc", help="the dvc executable (default: dvc on PATH, /tmp/dvcenv/bin/dvc)")
+    ap.add_argument("--stages", type=int, default=12, help="transforms after the source stage")
     ap.add_argument("--rows", type=int, default=500_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument(
-        "--no-ray", dest="ray", action="store_false", help="leave out stardag on Ray"
-    )
+    ap.add_argument("--no-ray", dest="ray", action="store_false", help="leave out stardag on Ray")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument(
-        "--docs", help="rewrite the comparison section of this Markdown file"
-    )
-    ap.add_argument(
-        "--from-json", help="no measuring: render the results of an earlier --json"
-    )
+    ap.add_argument("--docs", help="rewrite the comparison section of this Markdown file")
+    ap.add_argument("--from-json", help="no measuring: render the results of an earlier --json")
     args = ap.parse_args()
     if args.from_json:
         r = json.loads(Path(args.from_json).read_text())

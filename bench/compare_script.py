@@ -18,9 +18,7 @@ def main():
     params = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    source(params["rows"], params["seed"]).write_parquet(
-        out / "s0.parquet", compression="zstd"
-    )
+    source(params["rows"], params["seed"]).write_parquet(out / "s0.parquet", compression="zstd")
     for i, mult in enumerate(params["mult"], start=1):
         df = transform(pl.read_parquet(out / f"s{i - 1}.parquet"), i, mult)
         df.write_parquet(out / f"s{i}.parquet", compression="zstd")

@@ -57,25 +57,47 @@ def main():
     shutil.copy(HERE / "trivial_ops.py", work / "trivial_ops.py")
     env = {**os.environ, "PYTHONPATH": str(work)}
     exe = [sys.executable, "-m", "stardag.cli"]
-    results: dict = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-                                f"Python {platform.python_version()}"}
+    results: dict = {
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    }
 
     subprocess.run(exe + ["run", str(spec), "--executor", "local", "-q"], check=True, env=env)
     results["python_startup_s"] = median(lambda: wall([sys.executable, "-c", "pass"]), args.repeat)
     results["cli_help_s"] = median(lambda: wall(exe + ["--help"], env), args.repeat)
-    results["cached_run_50_s"] = median(lambda: wall(exe + ["run", str(spec), "-q"], env), args.repeat)
+    results["cached_run_50_s"] = median(
+        lambda: wall(exe + ["run", str(spec), "-q"], env), args.repeat
+    )
     results["cached_plan_50_s"] = median(lambda: wall(exe + ["plan", str(spec)], env), args.repeat)
 
     half = N // 2
     rerun = N - half
     # a whole process that re-runs half the chain (imports of pyarrow/polars included)
-    results["partial_local_process_s"] = median(lambda: wall(
-        exe + ["run", str(spec), "-q", "--executor", "local", "--set",
-               f"stages.s{half}.params.add={time.time_ns() // 1000}"], env), args.repeat)
+    results["partial_local_process_s"] = median(
+        lambda: wall(
+            exe
+            + [
+                "run",
+                str(spec),
+                "-q",
+                "--executor",
+                "local",
+                "--set",
+                f"stages.s{half}.params.add={time.time_ns() // 1000}",
+            ],
+            env,
+        ),
+        args.repeat,
+    )
     # the engine's own cost per re-run stage, in a warm process: (partial - cached) / 25
     for executor in ("local", "ray"):
-        out = subprocess.run([sys.executable, "-c", PER_STAGE, str(spec), executor, str(args.repeat),
-                              str(half)], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PER_STAGE, str(spec), executor, str(args.repeat), str(half)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results[f"partial_{executor}_warm_s"] = r["partial"]
         results[f"cached_{executor}_warm_s"] = r["cached"]
@@ -122,8 +144,13 @@ def hash_throughput(gb: float) -> dict:
     rows = int(gb * 1e9 / 40)  # int64 + float64 + a ~16-byte string with 8-byte offsets
     rng = np.random.default_rng(0)
     words = pa.array([f"rationale-{i:06d}" for i in range(1000)])
-    table = pa.table({"i": np.arange(rows, dtype=np.int64), "f": rng.random(rows),
-                      "s": words.take(pa.array(rng.integers(0, 1000, rows))).cast(pa.large_string())})
+    table = pa.table(
+        {
+            "i": np.arange(rows, dtype=np.int64),
+            "f": rng.random(rows),
+            "s": words.take(pa.array(rng.integers(0, 1000, rows))).cast(pa.large_string()),
+        }
+    )
     nbytes = table.nbytes
     times = []
     for _ in range(3):

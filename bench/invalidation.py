@@ -37,12 +37,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "pipelines" / "star.yaml"
 # the CI size of the default pipeline (tests/test_kill_loop.py)
-CI = ["stages.problems.params.digits=[1, 2]", "stages.problems.params.train_per_digit=8",
-      "stages.problems.params.heldout_per_digit=8", "stages.base.params.steps=200",
-      "stages.base.params.checkpoint_every=50", "stages.base.params.n_layer=1",
-      "stages.base.params.n_embd=64", "stages.base.params.corpus_size=5000",
-      "stages.base.params.mix={1: 0.5, 2: 0.5}", "loop.iterations=2",
-      "loop.stages.train.params.steps=4", "loop.stages.train.params.trainer=torch"]
+CI = [
+    "stages.problems.params.digits=[1, 2]",
+    "stages.problems.params.train_per_digit=8",
+    "stages.problems.params.heldout_per_digit=8",
+    "stages.base.params.steps=200",
+    "stages.base.params.checkpoint_every=50",
+    "stages.base.params.n_layer=1",
+    "stages.base.params.n_embd=64",
+    "stages.base.params.corpus_size=5000",
+    "stages.base.params.mix={1: 0.5, 2: 0.5}",
+    "loop.iterations=2",
+    "loop.stages.train.params.steps=4",
+    "loop.stages.train.params.trainer=torch",
+]
 
 
 # --- the fingerprint of before: modules, whole -----------------------------------------
@@ -74,10 +82,14 @@ def module_fingerprint(module_name: str) -> str:
             _strip_docstrings(tree)
             _DUMPS[spec.origin, source] = (
                 ast.dump(tree, annotate_fields=False, include_attributes=False),
-                _imports(tree, name, spec.submodule_search_locations is not None))
+                _imports(tree, name, spec.submodule_search_locations is not None),
+            )
         parts[name], (bound, _, star) = _DUMPS[spec.origin, source]
-        deps = {v[1] for v in bound.values()} | {f"{v[1]}.{v[2]}" for v in bound.values()
-                                                 if v[0] == "from"} | set(star)
+        deps = (
+            {v[1] for v in bound.values()}
+            | {f"{v[1]}.{v[2]}" for v in bound.values() if v[0] == "from"}
+            | set(star)
+        )
         stack += [d for d in deps if d.split(".")[0] == top and d not in parts]
     digest = hashlib.sha256()
     for name in sorted(parts):
@@ -86,6 +98,7 @@ def module_fingerprint(module_name: str) -> str:
 
 
 # --- what each stage really touched ---------------------------------------------------
+
 
 def top_level_defs(path: Path) -> dict[int, set[str]]:
     """Line -> names bound by the top-level statement covering that line."""
@@ -119,7 +132,7 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
     imports: dict[str, dict] = {}
 
     def rel(filename: str) -> str:
-        return "operators/" + filename[len(prefix):].replace(os.sep, "/")
+        return "operators/" + filename[len(prefix) :].replace(os.sep, "/")
 
     def defs_of(filename: str) -> dict[int, set[str]]:
         if filename not in files:
@@ -141,8 +154,11 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
         """Module-level names of `operators/` that this code looks up."""
         code, g = frame.f_code, frame.f_globals
         out = set()
-        modules = [v for v in list(g.values()) if isinstance(v, type(os))
-                   and str(getattr(v, "__file__", "")).startswith(prefix)]
+        modules = [
+            v
+            for v in list(g.values())
+            if isinstance(v, type(os)) and str(getattr(v, "__file__", "")).startswith(prefix)
+        ]
         imported = imports_of(code.co_filename)
         for name in code.co_names:
             if defines(code.co_filename, name):
@@ -157,7 +173,8 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
                     out.add(f"{rel(m.__file__)}:{name}")
             value = g.get(name)
             vfile = getattr(getattr(value, "__code__", None), "co_filename", None) or getattr(
-                sys.modules.get(getattr(value, "__module__", ""), None), "__file__", None)
+                sys.modules.get(getattr(value, "__module__", ""), None), "__file__", None
+            )
             if vfile and str(vfile).startswith(prefix) and defines(vfile, name):
                 out.add(f"{rel(vfile)}:{name}")
         return out
@@ -176,7 +193,8 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
         if not current:  # importing: a class body runs
             if code.co_name in names:
                 class_reads.setdefault(f"{rel(code.co_filename)}:{code.co_name}", set()).update(
-                    reads(frame))
+                    reads(frame)
+                )
             return
         out = touched.setdefault(current[-1], set())
         out.update(f"{rel(code.co_filename)}:{n}" for n in names)
@@ -199,8 +217,7 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
     ex.run_stage = run_stage
     sys.setprofile(profiler)
     try:
-        result = stardag.run(SPEC, overrides=CI, store=str(store), executor="local",
-                             progress=False)
+        result = stardag.run(SPEC, overrides=CI, store=str(store), executor="local", progress=False)
     finally:
         sys.setprofile(None)
         ex.run_stage = real
@@ -219,6 +236,7 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
 
 # --- the matrix -----------------------------------------------------------------------
 
+
 def definitions(ops_dir: Path) -> list[tuple[Path, str]]:
     from stardag.code_identity import _bound_names
 
@@ -233,8 +251,11 @@ def definitions(ops_dir: Path) -> list[tuple[Path, str]]:
 def code_reruns(store: Path) -> set[str]:
     import stardag
 
-    return {e.node for e in stardag.plan(SPEC, overrides=CI, store=str(store))
-            if e.status == "run" and "code" in e.causes}
+    return {
+        e.node
+        for e in stardag.plan(SPEC, overrides=CI, store=str(store))
+        if e.status == "run" and "code" in e.causes
+    }
 
 
 def matrix(ops_dir: Path, store: Path) -> dict:
@@ -247,7 +268,9 @@ def matrix(ops_dir: Path, store: Path) -> dict:
     for path, name in edits:
         original = path.read_bytes()
         label = f"operators/{path.name}:{name}" if name else f"operators/{path.name}:<new unused>"
-        extra = f"\n{name} = {name}\n" if name else "\n\ndef _unused_new_definition():\n    return 1\n"
+        extra = (
+            f"\n{name} = {name}\n" if name else "\n\ndef _unused_new_definition():\n    return 1\n"
+        )
         path.write_bytes(original + extra.encode())
         try:
             new = code_reruns(store)
@@ -255,20 +278,34 @@ def matrix(ops_dir: Path, store: Path) -> dict:
         finally:
             path.write_bytes(original)
         used = {n for n, defs in touched.items() if name and label in defs}
-        rows.append({"definition": label, "used_by": sorted(used),
-                     "module_level": sorted(old), "definition_level": sorted(new)})
+        rows.append(
+            {
+                "definition": label,
+                "used_by": sorted(used),
+                "module_level": sorted(old),
+                "definition_level": sorted(new),
+            }
+        )
     seconds = time.perf_counter() - t0
 
     def score(kind: str) -> dict:
-        return {"reruns": sum(len(r[kind]) for r in rows),
-                "false": sum(len(set(r[kind]) - set(r["used_by"])) for r in rows),
-                "missed": sum(len(set(r["used_by"]) - set(r[kind])) for r in rows),
-                "unused_definition_reruns": sum(len(r[kind]) for r in rows
-                                                if r["definition"].endswith("<new unused>"))}
+        return {
+            "reruns": sum(len(r[kind]) for r in rows),
+            "false": sum(len(set(r[kind]) - set(r["used_by"])) for r in rows),
+            "missed": sum(len(set(r["used_by"]) - set(r[kind])) for r in rows),
+            "unused_definition_reruns": sum(
+                len(r[kind]) for r in rows if r["definition"].endswith("<new unused>")
+            ),
+        }
 
-    return {"stages": len(ops), "definitions_edited": len(edits), "plan_seconds": seconds,
-            "module_level": score("module_level"), "definition_level": score("definition_level"),
-            "rows": rows}
+    return {
+        "stages": len(ops),
+        "definitions_edited": len(edits),
+        "plan_seconds": seconds,
+        "module_level": score("module_level"),
+        "definition_level": score("definition_level"),
+        "rows": rows,
+    }
 
 
 def _child(args):
@@ -278,13 +315,30 @@ def _child(args):
 
 def run_matrix(work: Path) -> dict:
     """The matrix in a fresh process whose `operators` is a copy under `work`."""
-    shutil.copytree(ROOT / "operators", work / "operators",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")]),
-           "STARDAG_CACHE_DIR": str(work / "cache")}
+    shutil.copytree(
+        ROOT / "operators", work / "operators", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(work), os.environ.get("PYTHONPATH", "")]),
+        "STARDAG_CACHE_DIR": str(work / "cache"),
+    }
     out = work / "matrix.json"
-    subprocess.run([sys.executable, __file__, "--child", "--ops-dir", str(work / "operators"),
-                    "--store", str(work / "store"), "--out", str(out)], env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--ops-dir",
+            str(work / "operators"),
+            "--store",
+            str(work / "store"),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        check=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -302,15 +356,22 @@ def main():
     res = run_matrix(Path(tempfile.mkdtemp(prefix="stardag-invalidation-")))
     res["machine"] = f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}"
     res["wall_s"] = round(time.perf_counter() - t0, 1)
-    print(f"{res['definitions_edited']} edits ({res['definitions_edited'] - 1 - len(list((ROOT / 'operators').glob('*.py'))) + 1} "
-          f"definitions + one new unused definition per module), {res['stages']} stages")
+    print(
+        f"{res['definitions_edited']} edits ({res['definitions_edited'] - 1 - len(list((ROOT / 'operators').glob('*.py'))) + 1} "
+        f"definitions + one new unused definition per module), {res['stages']} stages"
+    )
     print(f"{'':<18}{'re-runs':>9}{'false':>8}{'missed':>8}{'unused def':>12}")
     for kind in ("module_level", "definition_level"):
         s = res[kind]
-        print(f"{kind:<18}{s['reruns']:>9}{s['false']:>8}{s['missed']:>8}"
-              f"{s['unused_definition_reruns']:>12}")
-    false_rows = [(r["definition"], sorted(set(r["definition_level"]) - set(r["used_by"])))
-                  for r in res["rows"] if set(r["definition_level"]) - set(r["used_by"])]
+        print(
+            f"{kind:<18}{s['reruns']:>9}{s['false']:>8}{s['missed']:>8}"
+            f"{s['unused_definition_reruns']:>12}"
+        )
+    false_rows = [
+        (r["definition"], sorted(set(r["definition_level"]) - set(r["used_by"])))
+        for r in res["rows"]
+        if set(r["definition_level"]) - set(r["used_by"])
+    ]
     if false_rows:
         print("false re-runs of the code identity (definition: stages):")
         for d, nodes in false_rows:

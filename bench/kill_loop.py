@@ -28,16 +28,30 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run_cmd(spec, store, overrides, executor):
-    cmd = [sys.executable, "-m", "stardag.cli", "run", str(spec), "--store", str(store), "-q",
-           "--executor", executor]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stardag.cli",
+        "run",
+        str(spec),
+        "--store",
+        str(store),
+        "-q",
+        "--executor",
+        executor,
+    ]
     for o in overrides:
         cmd += ["--set", o]
     return cmd
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
 
 
 def check_store(store: Path) -> int:
@@ -90,13 +104,24 @@ def _differ(expected: dict, got: dict, store: str) -> list[str]:
     return sorted(f"{store}:{n}" for n in expected if got.get(n) != expected[n])
 
 
-def kill_loop(spec, overrides=(), kills: int = 20, seed: int = 0, executor: str = "ray",
-              work: Path | None = None, log=print) -> dict:
+def kill_loop(
+    spec,
+    overrides=(),
+    kills: int = 20,
+    seed: int = 0,
+    executor: str = "ray",
+    work: Path | None = None,
+    log=print,
+) -> dict:
     work = Path(work or tempfile.mkdtemp(prefix="stardag-kill-"))
     env = _env()
     t0 = time.perf_counter()
-    ref = subprocess.run(_run_cmd(spec, work / "reference", overrides, executor), env=env,
-                         capture_output=True, text=True)
+    ref = subprocess.run(
+        _run_cmd(spec, work / "reference", overrides, executor),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     t_ref = time.perf_counter() - t0
     if ref.returncode:
         raise RuntimeError(f"the uninterrupted run failed:\n{ref.stderr[-3000:]}")
@@ -115,16 +140,22 @@ def kill_loop(spec, overrides=(), kills: int = 20, seed: int = 0, executor: str 
     while sum(not r["finished_first"] for r in record) < kills:
         attempts += 1
         if attempts > 3 * kills:
-            raise RuntimeError(f"only {sum(not r['finished_first'] for r in record)} of "
-                               f"{attempts - 1} runs were killed before they finished")
+            raise RuntimeError(
+                f"only {sum(not r['finished_first'] for r in record)} of "
+                f"{attempts - 1} runs were killed before they finished"
+            )
         store = stores[-1]
         k = rng.choice((1, 1, 2))
         early = rng.random() < 0.15
         delay = rng.choice((0.0, rng.uniform(0, 0.05), rng.uniform(0, 0.05), rng.uniform(0, 0.5)))
         before = store_events(store)
-        proc = subprocess.Popen(_run_cmd(spec, store, overrides, executor), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _run_cmd(spec, store, overrides, executor),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         started = time.perf_counter()
         if early:
             deadline = started + rng.uniform(0.2, 3.0)
@@ -140,29 +171,46 @@ def kill_loop(spec, overrides=(), kills: int = 20, seed: int = 0, executor: str 
         proc.wait()
         complete = check_store(store) if store.exists() else 0
         at = round(time.perf_counter() - started, 2)
-        record.append({"killed_after_s": at, "events": None if early else k,
-                       "finished_first": finished, "complete_artifacts": complete,
-                       "store": store.name})
-        log(f"run {attempts:>2}: " + ("finished first" if finished else f"killed after {at:5.2f} s")
+        record.append(
+            {
+                "killed_after_s": at,
+                "events": None if early else k,
+                "finished_first": finished,
+                "complete_artifacts": complete,
+                "store": store.name,
+            }
+        )
+        log(
+            f"run {attempts:>2}: "
+            + ("finished first" if finished else f"killed after {at:5.2f} s")
             + (" (in start-up)" if early else f" ({k} store events + {delay:.2f} s)")
-            + f", {complete} artifacts, all whole")
+            + f", {complete} artifacts, all whole"
+        )
         if finished:
             if proc.returncode:
                 raise RuntimeError(f"run {attempts} failed with status {proc.returncode}")
             differ += _differ(expected, outputs(spec, store, overrides), store.name)
             stores.append(work / f"killed-{len(stores)}")
-    final = subprocess.run(_run_cmd(spec, stores[-1], overrides, executor), env=env,
-                           capture_output=True, text=True)
+    final = subprocess.run(
+        _run_cmd(spec, stores[-1], overrides, executor), env=env, capture_output=True, text=True
+    )
     if final.returncode:
         raise RuntimeError(f"the resumed run failed:\n{final.stderr[-3000:]}")
     got = outputs(spec, stores[-1], overrides)
     differ += _differ(expected, got, stores[-1].name)
-    log(f"final run: {len(got)} stages; outputs that differ from the uninterrupted run: "
-        f"{differ or 'none'}")
-    return {"kills": sum(not r["finished_first"] for r in record), "record": record,
-            "runs": attempts,
-            "uninterrupted_s": round(t_ref, 2), "stages": len(got), "differ": differ,
-            "seed": seed}
+    log(
+        f"final run: {len(got)} stages; outputs that differ from the uninterrupted run: "
+        f"{differ or 'none'}"
+    )
+    return {
+        "kills": sum(not r["finished_first"] for r in record),
+        "record": record,
+        "runs": attempts,
+        "uninterrupted_s": round(t_ref, 2),
+        "stages": len(got),
+        "differ": differ,
+        "seed": seed,
+    }
 
 
 def main():

@@ -35,7 +35,9 @@ def model_dir(work: Path) -> Path:
     import stardag
 
     spec = work / "model.yaml"
-    spec.write_text(f"name: model\nstages:\n  base:\n    op: hf_model\n    params: {{path: {GGUF}}}\n")
+    spec.write_text(
+        f"name: model\nstages:\n  base:\n    op: hf_model\n    params: {{path: {GGUF}}}\n"
+    )
     stardag.run(spec, store=str(work / "store"), executor="local", progress=False)
     return stardag.read(spec, "base", store=str(work / "store"))
 
@@ -55,18 +57,25 @@ def backends(model: Path, n_prompts: int, batch: int, max_new: int, threads: int
 
     texts = prompts(n_prompts)
     table = pl.DataFrame({"id": [str(i) for i in range(len(texts))], "prompt": texts})
-    res: dict = {"prompts": len(texts), "batch_size": batch, "max_new_tokens": max_new,
-                 "threads": threads}
+    res: dict = {
+        "prompts": len(texts),
+        "batch_size": batch,
+        "max_new_tokens": max_new,
+        "threads": threads,
+    }
 
-    p = Sample.Params(max_new_tokens=max_new, batch_size=batch, shard_size=10 ** 6)
+    p = Sample.Params(max_new_tokens=max_new, batch_size=batch, shard_size=10**6)
     hf.load.cache_clear() if hasattr(hf.load, "cache_clear") else None
     t0 = time.perf_counter()
     out = Sample().run(Context(p, "bench", {}, DefaultResources(cpus=threads)), model, table)
     wall = time.perf_counter() - t0
-    res["hf"] = {"wall_s": wall, "tokens": int(out["completion_tokens"].sum()),
-                 "tokens_per_s": int(out["completion_tokens"].sum()) / wall}
+    res["hf"] = {
+        "wall_s": wall,
+        "tokens": int(out["completion_tokens"].sum()),
+        "tokens_per_s": int(out["completion_tokens"].sum()) / wall,
+    }
 
-    vp = Sample.Params(backend="vllm", max_new_tokens=max_new, batch_size=batch, shard_size=10 ** 6)
+    vp = Sample.Params(backend="vllm", max_new_tokens=max_new, batch_size=batch, shard_size=10**6)
     config = {**vp.model_dump(), "model": str(model), "cpus": threads, "gpus": 0}
     t0 = time.perf_counter()
     worker = VLLMSampler(config)
@@ -82,12 +91,15 @@ def backends(model: Path, n_prompts: int, batch: int, max_new: int, threads: int
     from vllm import SamplingParams
 
     t0 = time.perf_counter()
-    outs = worker.llm.generate(texts, SamplingParams(temperature=0, max_tokens=max_new), use_tqdm=False)
+    outs = worker.llm.generate(
+        texts, SamplingParams(temperature=0, max_tokens=max_new), use_tqdm=False
+    )
     wall = time.perf_counter() - t0
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
     res["vllm_ceiling"] = {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall}
-    res["operator_share_of_ceiling"] = (res["vllm_operator"]["tokens_per_s"]
-                                        / res["vllm_ceiling"]["tokens_per_s"])
+    res["operator_share_of_ceiling"] = (
+        res["vllm_operator"]["tokens_per_s"] / res["vllm_ceiling"]["tokens_per_s"]
+    )
     res["vllm_over_hf"] = res["vllm_operator"]["tokens_per_s"] / res["hf"]["tokens_per_s"]
     same = sum(a == b for a, b in zip(out["completion"].to_list(), got.column("text").to_pylist()))
     res["greedy_agreement"] = same / len(texts)
@@ -98,8 +110,9 @@ def workers(model: Path, n_prompts: int, batch: int, max_new: int) -> dict:
     import stardag
 
     work = Path(tempfile.mkdtemp(prefix="stardag-workers-"))
-    (work / "prompts.jsonl").write_text("".join(
-        json.dumps({"question": q, "answer": "#### 0"}) + "\n" for q in prompts(n_prompts)))
+    (work / "prompts.jsonl").write_text(
+        "".join(json.dumps({"question": q, "answer": "#### 0"}) + "\n" for q in prompts(n_prompts))
+    )
     spec = work / "w.yaml"
     spec.write_text(f"""name: w
 stages:
@@ -117,16 +130,21 @@ stages:
     params: {{max_new_tokens: {max_new}, batch_size: {batch}, shard_size: {batch}}}
 """)
     out = {}
-    for label, over in (("1 worker x 1 CPU", ["stages.samples.resources={cpus: 1}"]),
-                        ("1 worker x 2 CPUs", ["stages.samples.resources={cpus: 2}"]),
-                        ("2 workers x 1 CPU", ["stages.samples.resources={cpus: 1}",
-                                               "stages.samples.params.workers=2"])):
+    for label, over in (
+        ("1 worker x 1 CPU", ["stages.samples.resources={cpus: 1}"]),
+        ("1 worker x 2 CPUs", ["stages.samples.resources={cpus: 2}"]),
+        (
+            "2 workers x 1 CPU",
+            ["stages.samples.resources={cpus: 1}", "stages.samples.params.workers=2"],
+        ),
+    ):
         store = work / label.replace(" ", "")
         stardag.run(spec, overrides=over, store=str(store), until="prompts", progress=False)
         result = stardag.run(spec, overrides=over, store=str(store), progress=False)
         out[label] = {"stage_s": result.nodes["samples"].manifest["timings"]["seconds"]}
-    one, two_cpus, two = (out[k]["stage_s"] for k in
-                          ("1 worker x 1 CPU", "1 worker x 2 CPUs", "2 workers x 1 CPU"))
+    one, two_cpus, two = (
+        out[k]["stage_s"] for k in ("1 worker x 1 CPU", "1 worker x 2 CPUs", "2 workers x 1 CPU")
+    )
     out["speedup_2_workers_over_1_worker_1_cpu"] = one / two
     out["per_worker_efficiency"] = one / two / 2
     out["2_workers_x_1_cpu_over_1_worker_x_2_cpus"] = two_cpus / two
@@ -146,8 +164,10 @@ def main():
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stardag-sampler-"))
     model = Path(args.model) if args.model else model_dir(work)
-    res: dict = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}",
-                 "python": sys.version.split()[0]}
+    res: dict = {
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}",
+        "python": sys.version.split()[0],
+    }
     if args.backends:
         res["backends"] = backends(model, args.prompts, args.batch, args.max_new, args.threads)
     if args.workers:

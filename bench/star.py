@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def machine() -> str:
-    return (f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
+        f"Python {platform.python_version()}"
+    )
 
 
 def bench_pipeline(spec: Path, overrides: list[str], store: str, from_record: bool) -> dict:
@@ -48,8 +50,10 @@ def bench_pipeline(spec: Path, overrides: list[str], store: str, from_record: bo
         stardag.run(spec, overrides=overrides, store=store)
         wall = time.perf_counter() - t0
         record = ld.store.runs(ld.graph.name)[-1]
-    stages = {n: {"status": r["status"], "wall_s": r["wall_s"], "operator_s": round(r["operator_s"], 3)}
-              for n, r in record["nodes"].items()}
+    stages = {
+        n: {"status": r["status"], "wall_s": r["wall_s"], "operator_s": round(r["operator_s"], 3)}
+        for n, r in record["nodes"].items()
+    }
     # the stages run partly side by side: take the critical path through the graph, with
     # each stage's wall and operator time, so that overlap is not counted twice
     finish, op_path = {}, {}
@@ -59,13 +63,24 @@ def bench_pipeline(spec: Path, overrides: list[str], store: str, from_record: bo
         finish[node.id] = (finish[best] if best else 0.0) + stages[node.id]["wall_s"]
         op_path[node.id] = (op_path[best] if best else 0.0) + stages[node.id]["operator_s"]
     end = max(finish, key=finish.get)
-    return {"wall_s": round(wall, 2), "critical_path": end, "critical_path_stage_wall_s": round(finish[end], 2),
-            "critical_path_operator_s": round(op_path[end], 2),
-            "engine_overhead_share": round(1 - op_path[end] / wall, 4), "stages": stages}
+    return {
+        "wall_s": round(wall, 2),
+        "critical_path": end,
+        "critical_path_stage_wall_s": round(finish[end], 2),
+        "critical_path_operator_s": round(op_path[end], 2),
+        "engine_overhead_share": round(1 - op_path[end] / wall, 4),
+        "stages": stages,
+    }
 
 
-def bench_sampler(model_dir: Path, prompts: list[str], batch_size: int, max_new_tokens: int,
-                  threads: int, repeat: int = 3) -> dict:
+def bench_sampler(
+    model_dir: Path,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    threads: int,
+    repeat: int = 3,
+) -> dict:
     import polars as pl
     import torch
 
@@ -88,11 +103,20 @@ def bench_sampler(model_dir: Path, prompts: list[str], batch_size: int, max_new_
         n = 0
         with torch.inference_mode():
             for s in range(0, len(prompts), batch_size):
-                enc = tok(prompts[s:s + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False)
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-                n += int((gen[:, enc["input_ids"].shape[1]:] != tok.pad_token_id).sum())
+                enc = tok(
+                    prompts[s : s + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                )
+                gen = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=tok.eos_token_id,
+                    pad_token_id=tok.pad_token_id,
+                )
+                n += int((gen[:, enc["input_ids"].shape[1] :] != tok.pad_token_id).sum())
         return n
 
     times = {"operator": [], "bare": []}
@@ -104,13 +128,25 @@ def bench_sampler(model_dir: Path, prompts: list[str], batch_size: int, max_new_
             times[name].append(time.perf_counter() - t0)
     op_tps = tokens["operator"] / min(times["operator"])
     bare_tps = tokens["bare"] / min(times["bare"])
-    return {"prompts": len(prompts), "batch_size": batch_size, "threads": threads,
-            "operator_tokens_per_s": round(op_tps, 1), "bare_tokens_per_s": round(bare_tps, 1),
-            "ratio": round(op_tps / bare_tps, 3)}
+    return {
+        "prompts": len(prompts),
+        "batch_size": batch_size,
+        "threads": threads,
+        "operator_tokens_per_s": round(op_tps, 1),
+        "bare_tokens_per_s": round(bare_tps, 1),
+        "ratio": round(op_tps / bare_tps, 3),
+    }
 
 
-def bench_trainer(model_dir: Path, examples: list[tuple[str, str]], steps: int, batch_size: int,
-                  threads: int, max_length: int, lr: float) -> dict:
+def bench_trainer(
+    model_dir: Path,
+    examples: list[tuple[str, str]],
+    steps: int,
+    batch_size: int,
+    threads: int,
+    max_length: int,
+    lr: float,
+) -> dict:
     import polars as pl
     import torch
 
@@ -145,16 +181,30 @@ def bench_trainer(model_dir: Path, examples: list[tuple[str, str]], steps: int, 
             opt.step()
         return (time.perf_counter() - t0) / steps
 
-    table = pl.DataFrame({"id": [str(i) for i in range(len(examples))],
-                          "question": [""] * len(examples), "answer": [""] * len(examples),
-                          "prompt": [p for p, _ in examples], "completion": [c for _, c in examples],
-                          "source": ["generation"] * len(examples)})
+    table = pl.DataFrame(
+        {
+            "id": [str(i) for i in range(len(examples))],
+            "question": [""] * len(examples),
+            "answer": [""] * len(examples),
+            "prompt": [p for p, _ in examples],
+            "completion": [c for _, c in examples],
+            "source": ["generation"] * len(examples),
+        }
+    )
 
     def operator(trainer: str, workers: int, n_steps: int) -> tuple[float, float]:
         out = Path(tempfile.mkdtemp())
-        params = ShardTrain.Params(steps=n_steps, growth=1.0, lr=lr, batch_size=batch_size // workers,
-                                   workers=workers, cpus_per_worker=threads // workers,
-                                   max_length=max_length, trainer=trainer, warmup=0)
+        params = ShardTrain.Params(
+            steps=n_steps,
+            growth=1.0,
+            lr=lr,
+            batch_size=batch_size // workers,
+            workers=workers,
+            cpus_per_worker=threads // workers,
+            max_length=max_length,
+            trainer=trainer,
+            warmup=0,
+        )
         ctx = Context(params, "bench", {"model": out}, DefaultResources(cpus=0))
         t0 = time.perf_counter()
         ShardTrain().run(ctx, model_dir, table)
@@ -162,8 +212,12 @@ def bench_trainer(model_dir: Path, examples: list[tuple[str, str]], steps: int, 
 
     import ray
 
-    ray.init(num_cpus=threads, include_dashboard=True, dashboard_host="127.0.0.1",
-             logging_level="WARNING")
+    ray.init(
+        num_cpus=threads,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        logging_level="WARNING",
+    )
     try:
         bare_step = bare()
         # two runs of different length on Ray Train: the slope is the time per step, the
@@ -173,23 +227,35 @@ def bench_trainer(model_dir: Path, examples: list[tuple[str, str]], steps: int, 
             short, _ = operator("ray", workers, steps)
             long, _ = operator("ray", workers, 3 * steps)
             per_step = (long - short) / (2 * steps)
-            results[f"ray_{workers}w"] = {"step_s": round(per_step, 4),
-                                          "fixed_start_s": round(short - steps * per_step, 2),
-                                          "ratio_vs_bare": round(bare_step / per_step, 3)}
+            results[f"ray_{workers}w"] = {
+                "step_s": round(per_step, 4),
+                "fixed_start_s": round(short - steps * per_step, 2),
+                "ratio_vs_bare": round(bare_step / per_step, 3),
+            }
     finally:
         ray.shutdown()
-    return {"steps": steps, "batch_size": batch_size, "threads": threads,
-            "bare_step_s": round(bare_step, 4), **results}
+    return {
+        "steps": steps,
+        "batch_size": batch_size,
+        "threads": threads,
+        "bare_step_s": round(bare_step, 4),
+        **results,
+    }
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--spec", default=str(ROOT / "pipelines" / "star.yaml"))
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--store", help="default: a fresh temporary store")
     ap.add_argument("--pipeline", action="store_true")
-    ap.add_argument("--from-record", action="store_true",
-                    help="with --pipeline and --store: analyse the store's last run of the spec")
+    ap.add_argument(
+        "--from-record",
+        action="store_true",
+        help="with --pipeline and --store: analyse the store's last run of the spec",
+    )
     ap.add_argument("--sampler", action="store_true")
     ap.add_argument("--trainer", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
@@ -204,20 +270,34 @@ def main():
         out["pipeline"] = bench_pipeline(Path(args.spec), args.overrides, store, args.from_record)
         print(json.dumps({k: v for k, v in out["pipeline"].items() if k != "stages"}, indent=1))
         for node, s in out["pipeline"]["stages"].items():
-            print(f"  {node:<18} {s['status']:<9} wall {s['wall_s']:>8.2f}s  operator {s['operator_s']:>8.2f}s")
+            print(
+                f"  {node:<18} {s['status']:<9} wall {s['wall_s']:>8.2f}s  operator {s['operator_s']:>8.2f}s"
+            )
     if args.sampler or args.trainer:
-        stardag.run(args.spec, overrides=args.overrides, store=store, until=["base", "examples@1"],
-                    progress=False)
+        stardag.run(
+            args.spec,
+            overrides=args.overrides,
+            store=store,
+            until=["base", "examples@1"],
+            progress=False,
+        )
         model_dir = stardag.read(args.spec, "base", overrides=args.overrides, store=store)
         if args.sampler:
-            prompts = stardag.read(args.spec, "train_prompts", overrides=args.overrides, store=store)
-            out["sampler"] = bench_sampler(model_dir, prompts["prompt"].to_list(), 250, 80, args.threads)
+            prompts = stardag.read(
+                args.spec, "train_prompts", overrides=args.overrides, store=store
+            )
+            out["sampler"] = bench_sampler(
+                model_dir, prompts["prompt"].to_list(), 250, 80, args.threads
+            )
             print(json.dumps(out["sampler"], indent=1))
         if args.trainer:
-            ex = stardag.read(args.spec, "examples", iteration=1, overrides=args.overrides, store=store)
+            ex = stardag.read(
+                args.spec, "examples", iteration=1, overrides=args.overrides, store=store
+            )
             examples = list(zip(ex["prompt"].to_list(), ex["completion"].to_list()))
-            out["trainer"] = bench_trainer(model_dir, examples, args.train_steps, 32, args.threads,
-                                           128, 1e-3)
+            out["trainer"] = bench_trainer(
+                model_dir, examples, args.train_steps, 32, args.threads, 128, 1e-3
+            )
             print(json.dumps(out["trainer"], indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

@@ -5,8 +5,11 @@ from pathlib import Path
 import stardag
 
 SPEC = Path(__file__).parent.parent / "pipelines" / "star.yaml"
-SMALL = ["loop.iterations=2", "stages.problems.params.train_per_digit=50",
-         "stages.problems.params.heldout_per_digit=50"]
+SMALL = [
+    "loop.iterations=2",
+    "stages.problems.params.train_per_digit=50",
+    "stages.problems.params.heldout_per_digit=50",
+]
 
 for entry in stardag.plan(SPEC, overrides=SMALL):
     print(f"{entry.node:<18} {entry.status:<7} {entry.cause or ''}")

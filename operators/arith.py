@@ -96,7 +96,12 @@ def make_problems(
                 pairs.append((a, b))
         for i, (a, b) in enumerate(pairs):
             rows.append(
-                {"id": f"{tag}-{n}-{seed}-{i}", "question": f"{a}+{b}", "answer": str(a + b), "digits": n}
+                {
+                    "id": f"{tag}-{n}-{seed}-{i}",
+                    "question": f"{a}+{b}",
+                    "answer": str(a + b),
+                    "digits": n,
+                }
             )
     return rows
 
@@ -127,7 +132,7 @@ def scratchpad(a: int, b: int) -> str:
     sa, sb = sa.zfill(n), sb.zfill(n)
     lines, carry, partial = [], 0, ""
     for k in range(n):
-        ra, rb = sa[:n - k], sb[:n - k]
+        ra, rb = sa[: n - k], sb[: n - k]
         x, y = int(ra[-1]), int(rb[-1])
         total = x + y + carry
         partial = str(total % 10) + partial

@@ -24,11 +24,16 @@ class Arithmetic(Operator):
 
         def table(split, per_digit):
             rows = arith.make_problems(p.seed, p.digits, per_digit, split=split)
-            return pl.DataFrame({
-                "id": [r["id"] for r in rows], "question": [r["question"] for r in rows],
-                "answer": [r["answer"] for r in rows],
-                "meta": [{"digits": r["digits"]} for r in rows],
-            })
+            return pl.DataFrame(
+                {
+                    "id": [r["id"] for r in rows],
+                    "question": [r["question"] for r in rows],
+                    "answer": [r["answer"] for r in rows],
+                    "meta": [{"digits": r["digits"]} for r in rows],
+                }
+            )
 
-        return {"train": table("train", p.train_per_digit),
-                "heldout": table("heldout", p.heldout_per_digit)}
+        return {
+            "train": table("train", p.train_per_digit),
+            "heldout": table("heldout", p.heldout_per_digit),
+        }

@@ -46,9 +46,18 @@ class CharModel(Operator):
         tok = charlm.make_tokenizer()
         model = charlm.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)
         kept = ctx.checkpoint_dir("pretrain")  # checkpoints kept until the model is published
-        charlm.pretrain(model, tok, corpus, p.steps, p.batch_size, p.lr, p.warmup, p.seed,
-                        log=lambda step, loss, lr: ctx.progress(step, p.steps, "steps", loss=loss),
-                        state_dir=str(kept / "state") if kept else None,
-                        checkpoint_every=p.checkpoint_every,
-                        resumed=lambda step: ctx.log(f"resumed from the checkpoint at step {step}"))
+        charlm.pretrain(
+            model,
+            tok,
+            corpus,
+            p.steps,
+            p.batch_size,
+            p.lr,
+            p.warmup,
+            p.seed,
+            log=lambda step, loss, lr: ctx.progress(step, p.steps, "steps", loss=loss),
+            state_dir=str(kept / "state") if kept else None,
+            checkpoint_every=p.checkpoint_every,
+            resumed=lambda step: ctx.log(f"resumed from the checkpoint at step {step}"),
+        )
         hf.save(model, tok, ctx.output_dir("model"))

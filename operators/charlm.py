@@ -48,8 +48,14 @@ def make_tokenizer(chars: str = VOCAB_CHARS):
     return fast
 
 
-def make_model(tokenizer, n_layer: int = 3, n_embd: int = 128, n_head: int = 4,
-               n_positions: int = 128, seed: int = 0):
+def make_model(
+    tokenizer,
+    n_layer: int = 3,
+    n_embd: int = 128,
+    n_head: int = 4,
+    n_positions: int = 128,
+    seed: int = 0,
+):
     """A freshly initialized `GPT2LMHeadModel` sized for `tokenizer`, with bos/eos/pad ids set
     in the config and the generation config (greedy, stops at eos)."""
     import torch
@@ -81,11 +87,22 @@ def make_model(tokenizer, n_layer: int = 3, n_embd: int = 128, n_head: int = 4,
     return model
 
 
-def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
-             batch_size: int = 64, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
-             log: Callable[[int, float, float], None] | None = None, log_every: int = 50,
-             weight_decay: float = 0.01, state_dir: str | None = None,
-             checkpoint_every: int = 0, resumed: Callable[[int], None] | None = None):
+def pretrain(
+    model,
+    tokenizer,
+    examples: Sequence[tuple[str, str]],
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    warmup: int = 50,
+    seed: int = 0,
+    log: Callable[[int, float, float], None] | None = None,
+    log_every: int = 50,
+    weight_decay: float = 0.01,
+    state_dir: str | None = None,
+    checkpoint_every: int = 0,
+    resumed: Callable[[int], None] | None = None,
+):
     """Train `model` in place on (prompt, completion) pairs for `steps` AdamW steps
     (warmup + cosine), loss on completion tokens only. Batches are drawn by walking
     shuffled epochs of `examples`. `log(step, loss, lr)` is called every `log_every` steps
@@ -102,8 +119,7 @@ def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
     data = encode_examples(tokenizer, examples, model.config.n_positions)
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
-                            weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     model.train()
     order: list[int] = []
     recent: list[float] = []
@@ -135,7 +151,12 @@ def pretrain(model, tokenizer, examples: Sequence[tuple[str, str]], steps: int,
         recent = recent[-log_every:]
         if log is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
             log(step + 1, sum(recent) / len(recent), cur)
-        if state_dir and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+        if (
+            state_dir
+            and checkpoint_every
+            and (step + 1) % checkpoint_every == 0
+            and step + 1 < steps
+        ):
             hf.save_state_atomically(Path(state_dir), model, opt, step + 1, order, rng, recent)
     model.eval()
     return sum(recent) / max(1, len(recent))

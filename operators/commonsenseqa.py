@@ -18,7 +18,11 @@ def csqa_row(raw: dict, where: str) -> dict:
     choices = field(raw, "question.choices", where, list)
     labels = []
     for c in choices:
-        if not isinstance(c, dict) or not isinstance(c.get("label"), str) or not isinstance(c.get("text"), str):
+        if (
+            not isinstance(c, dict)
+            or not isinstance(c.get("label"), str)
+            or not isinstance(c.get("text"), str)
+        ):
             raise DataError(f"{where}: each choice needs a string `label` and `text`")
         labels.append(c["label"])
     key = field(raw, "answerKey", where)
@@ -26,12 +30,21 @@ def csqa_row(raw: dict, where: str) -> dict:
         raise DataError(f"{where}: answerKey {key!r} is not one of the choice labels {labels}")
     text = " ".join(f"({c['label'].lower()}) {c['text']}" for c in choices)
     # the paper's hint: the correct choice marked in the question
-    marked = " ".join(f"({c['label'].lower()}) {c['text']}" + (" (CORRECT)" if c["label"] == key else "")
-                      for c in choices)
-    return {"id": field(raw, "id", where), "question": f"{stem}\nAnswer Choices:\n{text}",
-            "answer": key, "meta": {"stem": stem, "choices": text,
-                                    "answer_text": next(c["text"] for c in choices if c["label"] == key),
-                                    "question_with_hint": f"{stem}\nAnswer Choices:\n{marked}"}}
+    marked = " ".join(
+        f"({c['label'].lower()}) {c['text']}" + (" (CORRECT)" if c["label"] == key else "")
+        for c in choices
+    )
+    return {
+        "id": field(raw, "id", where),
+        "question": f"{stem}\nAnswer Choices:\n{text}",
+        "answer": key,
+        "meta": {
+            "stem": stem,
+            "choices": text,
+            "answer_text": next(c["text"] for c in choices if c["label"] == key),
+            "question_with_hint": f"{stem}\nAnswer Choices:\n{marked}",
+        },
+    }
 
 
 def hub_row(raw: dict) -> dict:
@@ -40,10 +53,17 @@ def hub_row(raw: dict) -> dict:
     choices = raw.get("choices")
     if not isinstance(choices, dict):
         return raw
-    return {"id": raw.get("id"), "answerKey": raw.get("answerKey"),
-            "question": {"stem": raw.get("question"),
-                         "choices": [{"label": label, "text": text} for label, text
-                                     in zip(choices.get("label") or [], choices.get("text") or [])]}}
+    return {
+        "id": raw.get("id"),
+        "answerKey": raw.get("answerKey"),
+        "question": {
+            "stem": raw.get("question"),
+            "choices": [
+                {"label": label, "text": text}
+                for label, text in zip(choices.get("label") or [], choices.get("text") or [])
+            ],
+        },
+    }
 
 
 class CommonsenseQA(Operator):

@@ -23,14 +23,14 @@ class SourceParams(Params):
     to evaluate)."""
 
     path: RegularFile | None = None
-    hf_dataset: str | None = None   # e.g. "openai/gsm8k" (needs `datasets` and a network)
-    hf_config: str | None = None    # the dataset's config; left out, the operator's own
-    split: str = "train"            # the hub split of the training problems
+    hf_dataset: str | None = None  # e.g. "openai/gsm8k" (needs `datasets` and a network)
+    hf_config: str | None = None  # the dataset's config; left out, the operator's own
+    split: str = "train"  # the hub split of the training problems
     heldout_path: RegularFile | None = None
     heldout_split: str | None = None  # e.g. "test" (GSM8K), "validation" (CommonsenseQA)
     seed: int = 0
     train_size: int | None = Field(None, ge=1)
-    heldout_size: int | str | None = None   # a number of problems, or "all"
+    heldout_size: int | str | None = None  # a number of problems, or "all"
 
     @field_validator("heldout_size")
     @classmethod
@@ -75,8 +75,9 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not a JSON object ({e.msg})") from None
             except ValueError:  # Python reads integers of up to 4300 digits
-                raise DataError(f"{path}:{n}: a number in the row is too long (more than "
-                                "4300 digits)") from None
+                raise DataError(
+                    f"{path}:{n}: a number in the row is too long (more than 4300 digits)"
+                ) from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{n}: not a JSON object")
             yield n, row
@@ -89,19 +90,23 @@ def field(row: dict, dotted: str, where: str, kind: type = str) -> Any:
             raise DataError(f"{where}: missing field {dotted!r}")
         value = value[part]
     if not isinstance(value, kind):
-        raise DataError(f"{where}: field {dotted!r} should be {kind.__name__}, "
-                        f"not {type(value).__name__}")
+        raise DataError(
+            f"{where}: field {dotted!r} should be {kind.__name__}, not {type(value).__name__}"
+        )
     return value
 
 
-def load_problems(path: str, parse_row: Callable[[dict, str], dict], limit: int | None = None) -> list[dict]:
+def load_problems(
+    path: str, parse_row: Callable[[dict, str], dict], limit: int | None = None
+) -> list[dict]:
     rows = []
     first_line: dict[str, int] = {}  # the operators downstream group samples by id
     for n, raw in read_jsonl(path):
         row = parse_row(raw, f"{path}:{n}")
         if row["id"] in first_line:
-            raise DataError(f"{path}:{n}: duplicate id {row['id']!r} (also on line "
-                            f"{first_line[row['id']]})")
+            raise DataError(
+                f"{path}:{n}: duplicate id {row['id']!r} (also on line {first_line[row['id']]})"
+            )
         first_line[row["id"]] = n
         rows.append(row)
         if limit and len(rows) >= limit:
@@ -121,7 +126,9 @@ def split(rows: list[dict], seed: int, train_size: int | None, heldout_size: int
     if heldout_size == "all":
         return [], [rows[i] for i in order]
     if heldout_size >= len(rows):
-        raise DataError(f"heldout_size {heldout_size} leaves nothing to train on ({len(rows)} rows)")
+        raise DataError(
+            f"heldout_size {heldout_size} leaves nothing to train on ({len(rows)} rows)"
+        )
     held = [rows[i] for i in order[:heldout_size]]
     train = [rows[i] for i in order[heldout_size:]]
     return (train[:train_size] if train_size else train), held
@@ -142,7 +149,9 @@ def from_hub(name: str, config: str | None, split_name: str, parse_row) -> list[
     try:
         import datasets
     except ImportError:
-        raise ValueError("`hf_dataset` needs the `datasets` package (pip install datasets)") from None
+        raise ValueError(
+            "`hf_dataset` needs the `datasets` package (pip install datasets)"
+        ) from None
     ds = datasets.load_dataset(name, config, split=split_name)
     rows = [parse_row(dict(r), f"{name}[{split_name}][{i}]") for i, r in enumerate(ds)]
     if not rows:
@@ -157,24 +166,35 @@ def problems(p: SourceParams, parse_row, hub_config: str | None = None, hub_row=
     hub_parse = (lambda raw, where: parse_row(hub_row(raw), where)) if hub_row else parse_row
 
     def read(path, hub_split):
-        return (load_problems(path, parse_row) if path
-                else from_hub(p.hf_dataset, config, hub_split, hub_parse))
+        return (
+            load_problems(path, parse_row)
+            if path
+            else from_hub(p.hf_dataset, config, hub_split, hub_parse)
+        )
 
     rows = read(p.path, p.split)
     source = Path(p.path).name if p.path else f"{p.hf_dataset}[{p.split}]"
     if p.heldout_path or p.heldout_split:
-        held_from = Path(p.heldout_path).name if p.heldout_path else f"{p.hf_dataset}[{p.heldout_split}]"
+        held_from = (
+            Path(p.heldout_path).name if p.heldout_path else f"{p.hf_dataset}[{p.heldout_split}]"
+        )
         size = None if p.heldout_size == "all" else p.heldout_size
         held = sample_of(read(p.heldout_path, p.heldout_split), p.seed, size, held_from)
         shuffled = split(rows, p.seed, None, "all")[1]
-        train = shuffled[:p.train_size] if p.train_size else shuffled
-        where = f"{held_from}, whole" if size is None else (
-            f"{held_from}, {len(held)} sampled (seed {p.seed})")
+        train = shuffled[: p.train_size] if p.train_size else shuffled
+        where = (
+            f"{held_from}, whole"
+            if size is None
+            else (f"{held_from}, {len(held)} sampled (seed {p.seed})")
+        )
     else:
         size = 200 if p.heldout_size is None else p.heldout_size
         train, held = split(rows, p.seed, p.train_size, size)
-        where = (f"{source}, whole" if size == "all"
-                 else f"{source}, seeded split (seed {p.seed}, {len(held)} held out)")
+        where = (
+            f"{source}, whole"
+            if size == "all"
+            else f"{source}, seeded split (seed {p.seed}, {len(held)} held out)"
+        )
     return frames(train, [{**r, "split": where} for r in held])
 
 
@@ -182,6 +202,9 @@ def frames(train: list[dict], held: list[dict]):
     import polars as pl
 
     held_df = pl.DataFrame(held)
-    train_df = pl.DataFrame(train) if train else pl.DataFrame(
-        schema={k: v for k, v in held_df.schema.items() if k != "split"})
+    train_df = (
+        pl.DataFrame(train)
+        if train
+        else pl.DataFrame(schema={k: v for k, v in held_df.schema.items() if k != "split"})
+    )
     return {"train": train_df, "heldout": held_df}

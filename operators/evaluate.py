@@ -19,9 +19,12 @@ METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"
 
 class Evaluate(Operator):
     version = "2"
-    inputs = {"model": Model(), "heldout": Dataset(PROMPTS),
-              "examples": Dataset(EXAMPLES, optional=True),
-              "train": Dataset({"id": "string"}, optional=True)}
+    inputs = {
+        "model": Model(),
+        "heldout": Dataset(PROMPTS),
+        "examples": Dataset(EXAMPLES, optional=True),
+        "train": Dataset({"id": "string"}, optional=True),
+    }
     outputs = {"metrics": Dataset(METRICS), "predictions": Dataset(VERIFIED, passthrough="heldout")}
     resources = DefaultResources(cpus=1)
 
@@ -38,18 +41,27 @@ class Evaluate(Operator):
         from .tasks import get
 
         p = ctx.params
-        preds = verify_table(sample_table(ctx, model, heldout, p, "prompt"), p.task, p.mode,
-                             p.extract)
-        rows = [("accuracy", "all", preds["correct"].mean(), preds.height),
-                ("truncated", "all", (preds["finish_reason"] == "length").mean(), preds.height)]
+        preds = verify_table(
+            sample_table(ctx, model, heldout, p, "prompt"), p.task, p.mode, p.extract
+        )
+        rows = [
+            ("accuracy", "all", preds["correct"].mean(), preds.height),
+            ("truncated", "all", (preds["finish_reason"] == "length").mean(), preds.height),
+        ]
         if "split" in preds.columns:
-            rows += [("heldout", r["split"], r["len"] / preds.height, r["len"])
-                     for r in preds.group_by("split").len().sort("split").iter_rows(named=True)]
+            rows += [
+                ("heldout", r["split"], r["len"] / preds.height, r["len"])
+                for r in preds.group_by("split").len().sort("split").iter_rows(named=True)
+            ]
         if p.slice_field:
-            key = (pl.col("meta").struct.field(p.slice_field) if "meta" in preds.columns
-                   and p.slice_field not in preds.columns else pl.col(p.slice_field))
-            by = (preds.group_by(key.cast(pl.Utf8).alias("slice"))
-                  .agg(pl.col("correct").mean().alias("value"), pl.len().alias("n")))
+            key = (
+                pl.col("meta").struct.field(p.slice_field)
+                if "meta" in preds.columns and p.slice_field not in preds.columns
+                else pl.col(p.slice_field)
+            )
+            by = preds.group_by(key.cast(pl.Utf8).alias("slice")).agg(
+                pl.col("correct").mean().alias("value"), pl.len().alias("n")
+            )
             by = by.sort(pl.col("slice").cast(pl.Int64, strict=False), "slice")
             rows += [("accuracy", r["slice"], r["value"], r["n"]) for r in by.iter_rows(named=True)]
         if examples is not None:
@@ -61,11 +73,20 @@ class Evaluate(Operator):
                 if total:
                     rows.append(("train_used", source, solved / total, total))
                 if task.check_steps and part.height:
-                    faithful = sum(task.check_steps(q, c) for q, c in
-                                   zip(part["question"], part["completion"]))
+                    faithful = sum(
+                        task.check_steps(q, c) for q, c in zip(part["question"], part["completion"])
+                    )
                     rows.append(("faithful", source, faithful / part.height, part.height))
-        metrics = pl.DataFrame({"kind": [r[0] for r in rows], "slice": [r[1] for r in rows],
-                                "value": [float(r[2]) for r in rows], "n": [int(r[3]) for r in rows]})
-        ctx.log("held-out accuracy " + ", ".join(
-            f"{r[1]}: {r[2]:.3f}" for r in rows if r[0] == "accuracy"))
+        metrics = pl.DataFrame(
+            {
+                "kind": [r[0] for r in rows],
+                "slice": [r[1] for r in rows],
+                "value": [float(r[2]) for r in rows],
+                "n": [int(r[3]) for r in rows],
+            }
+        )
+        ctx.log(
+            "held-out accuracy "
+            + ", ".join(f"{r[1]}: {r[2]:.3f}" for r in rows if r[0] == "accuracy")
+        )
         return {"metrics": metrics, "predictions": preds}

@@ -33,8 +33,7 @@ class FewshotPrompt(Operator):
         format: Literal["plain", "chat"] = "plain"
         system: str | None = None
 
-        @field_validator("template", "hint_template", "exemplar_template",
-                         "hint_exemplar_template")
+        @field_validator("template", "hint_template", "exemplar_template", "hint_exemplar_template")
         @classmethod
         def _format_string(cls, v):
             if v is not None:
@@ -54,26 +53,40 @@ class FewshotPrompt(Operator):
         shots = hint_shots = ""
         if p.k:
             hint_fmt = p.hint_exemplar_template or p.exemplar_template
-            plain, hinted = read_exemplars(p.exemplars, p.k, template_fields(p.exemplar_template),
-                                           template_fields(hint_fmt) - {"hint"} | {"answer"})
+            plain, hinted = read_exemplars(
+                p.exemplars,
+                p.k,
+                template_fields(p.exemplar_template),
+                template_fields(hint_fmt) - {"hint"} | {"answer"},
+            )
             shots = "".join(p.exemplar_template.format(**e) for e in plain)
             hint_shots = "".join(hint_fmt.format(hint=e["answer"], **e) for e in hinted)
         rows = problems.to_dicts()
         have = set(_fields(rows[0])) if rows else set()
-        for name, template, extra in (("template", p.template, set()),
-                                      ("hint_template", p.hint_template, {"hint"})):
+        for name, template, extra in (
+            ("template", p.template, set()),
+            ("hint_template", p.hint_template, {"hint"}),
+        ):
             missing = sorted(template_fields(template) - have - extra) if rows else []
             if missing:
-                raise InputError(f"{name} names {{{missing[0]}}}, which the problems do not "
-                                 f"have (they have {', '.join(sorted(have))})")
+                raise InputError(
+                    f"{name} names {{{missing[0]}}}, which the problems do not "
+                    f"have (they have {', '.join(sorted(have))})"
+                )
         prompts = [shots + p.template.format(**_fields(r)) for r in rows]
-        hint_prompts = [hint_shots + p.hint_template.format(hint=r["answer"], **_fields(r))
-                        for r in rows]
+        hint_prompts = [
+            hint_shots + p.hint_template.format(hint=r["answer"], **_fields(r)) for r in rows
+        ]
         if p.format == "chat":
             if model is None:
                 raise ValueError("format: chat needs the `model` input (for its chat template)")
-            prompts, hint_prompts = _chat(model, p.system, prompts), _chat(model, p.system, hint_prompts)
-        return problems.with_columns(pl.Series("prompt", prompts), pl.Series("hint_prompt", hint_prompts))
+            prompts, hint_prompts = (
+                _chat(model, p.system, prompts),
+                _chat(model, p.system, hint_prompts),
+            )
+        return problems.with_columns(
+            pl.Series("prompt", prompts), pl.Series("hint_prompt", hint_prompts)
+        )
 
 
 def template_fields(template: str) -> set[str]:
@@ -88,8 +101,10 @@ def template_fields(template: str) -> set[str]:
         if name is not None:
             root = name.split(".")[0].split("[")[0]
             if not root or root.isdigit():
-                raise ValueError(f"{template!r:.60}: name the fields ({{question}}), "
-                                 "not by position ({} or {0})")
+                raise ValueError(
+                    f"{template!r:.60}: name the fields ({{question}}), "
+                    "not by position ({} or {0})"
+                )
             names.add(root)
     return names
 
@@ -128,16 +143,19 @@ def read_exemplars(path: str, k: int, plain_fields: set[str], hint_fields: set[s
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if key.value not in ("exemplars", "hint_exemplars"):
-                raise DataError(f"{path}:{line(key)}: unknown key {key.value!r} (an exemplar "
-                                "file has `exemplars:` and optionally `hint_exemplars:`)")
+                raise DataError(
+                    f"{path}:{line(key)}: unknown key {key.value!r} (an exemplar "
+                    "file has `exemplars:` and optionally `hint_exemplars:`)"
+                )
             lists[key.value] = value
         if "exemplars" not in lists:
             raise DataError(f"{path}:{line(node)}: no `exemplars:` list")
     elif isinstance(node, yaml.SequenceNode):
         lists["exemplars"] = node
     else:
-        raise DataError(f"{path}:{line(node)}: expected a list of exemplars (or a mapping "
-                        "with `exemplars:`)")
+        raise DataError(
+            f"{path}:{line(node)}: expected a list of exemplars (or a mapping with `exemplars:`)"
+        )
     construct = yaml.SafeLoader("")
     out = {}
     for name, seq in lists.items():
@@ -145,32 +163,45 @@ def read_exemplars(path: str, k: int, plain_fields: set[str], hint_fields: set[s
         if not isinstance(seq, yaml.SequenceNode):
             raise DataError(f"{path}:{line(seq)}: `{name}` must be a list of exemplars")
         if len(seq.value) < k:
-            raise DataError(f"{path}:{line(seq)}: `{name}` has {len(seq.value)} exemplars, "
-                            f"k is {k}")
+            raise DataError(
+                f"{path}:{line(seq)}: `{name}` has {len(seq.value)} exemplars, k is {k}"
+            )
         items = []
         for i, item in enumerate(seq.value[:k], 1):
             try:
                 value = construct.construct_document(item)
             except yaml.YAMLError as e:
-                raise DataError(f"{path}:{line(item)}: invalid YAML: "
-                                f"{getattr(e, 'problem', None) or e}") from None
+                raise DataError(
+                    f"{path}:{line(item)}: invalid YAML: {getattr(e, 'problem', None) or e}"
+                ) from None
             except ValueError:  # Python reads integers of up to 4300 digits
-                raise DataError(f"{path}:{line(item)}: exemplar {i} of `{name}` has a number "
-                                "too long to read (more than 4300 digits)") from None
+                raise DataError(
+                    f"{path}:{line(item)}: exemplar {i} of `{name}` has a number "
+                    "too long to read (more than 4300 digits)"
+                ) from None
             if not isinstance(value, dict):
-                raise DataError(f"{path}:{line(item)}: exemplar {i} of `{name}` is not a "
-                                "mapping of fields (question, rationale, answer)")
+                raise DataError(
+                    f"{path}:{line(item)}: exemplar {i} of `{name}` is not a "
+                    "mapping of fields (question, rationale, answer)"
+                )
             for field in sorted(fields):
                 if field not in value:
-                    raise DataError(f"{path}:{line(item)}: exemplar {i} of `{name}` has no "
-                                    f"field {field!r}, which its template uses")
-            key_lines = {kn.value: line(kn) for kn, _ in getattr(item, "value", ())
-                         if isinstance(kn, yaml.ScalarNode)}
+                    raise DataError(
+                        f"{path}:{line(item)}: exemplar {i} of `{name}` has no "
+                        f"field {field!r}, which its template uses"
+                    )
+            key_lines = {
+                kn.value: line(kn)
+                for kn, _ in getattr(item, "value", ())
+                if isinstance(kn, yaml.ScalarNode)
+            }
             for key, v in value.items():
                 if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                    raise DataError(f"{path}:{key_lines.get(key, line(item))}: exemplar {i} of "
-                                    f"`{name}`: field {key!r} should be text, not "
-                                    f"{type(v).__name__}")
+                    raise DataError(
+                        f"{path}:{key_lines.get(key, line(item))}: exemplar {i} of "
+                        f"`{name}`: field {key!r} should be text, not "
+                        f"{type(v).__name__}"
+                    )
             items.append(value)
         out[name] = items
     return out["exemplars"], out.get("hint_exemplars", out["exemplars"])
@@ -188,5 +219,9 @@ def _chat(model_dir, system: str | None, texts: list[str]) -> list[str]:
     if not tok.chat_template:
         raise ValueError(f"the model at {model_dir} has no chat template; use format: plain")
     head = [{"role": "system", "content": system}] if system else []
-    return [tok.apply_chat_template(head + [{"role": "user", "content": t}], tokenize=False,
-                                    add_generation_prompt=True) for t in texts]
+    return [
+        tok.apply_chat_template(
+            head + [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+        )
+        for t in texts
+    ]

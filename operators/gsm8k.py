@@ -23,8 +23,12 @@ def gsm8k_row(raw: dict, where: str) -> dict:
     except ValueError:
         raise DataError(f"{where}: the final answer after '####' is not a number") from None
     rationale = solution.rsplit("####", 1)[0].strip()
-    return {"id": raw.get("id") or f"gsm8k-{where.rsplit(':', 1)[-1]}", "question": question,
-            "answer": gold, "meta": {"rationale": rationale}}
+    return {
+        "id": raw.get("id") or f"gsm8k-{where.rsplit(':', 1)[-1]}",
+        "question": question,
+        "answer": gold,
+        "meta": {"rationale": rationale},
+    }
 
 
 class GSM8K(Operator):

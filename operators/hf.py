@@ -23,7 +23,9 @@ def quiet():
 def set_threads(cpus: float | None):
     import torch
 
-    n = max(1, int(cpus or 0) or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1)
+    n = max(
+        1, int(cpus or 0) or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
+    )
     torch.set_num_threads(n)
 
 
@@ -39,8 +41,10 @@ def require_safetensors(path: str | Path):
     if not any(path.glob("*.safetensors")):
         pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in path.glob(pattern))
         found = f" (it has {', '.join(pickles[:3])}: pickle files, never loaded)" if pickles else ""
-        raise InputError(f"{path}: no safetensors weights{found}; convert the model with "
-                         "save_pretrained(..., safe_serialization=True)")
+        raise InputError(
+            f"{path}: no safetensors weights{found}; convert the model with "
+            "save_pretrained(..., safe_serialization=True)"
+        )
 
 
 @lru_cache(maxsize=2)
@@ -53,8 +57,9 @@ def load(path: str, dtype: str = "float32", device: str = "cpu"):
 
     quiet()
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
-                                                 use_safetensors=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, dtype), use_safetensors=True
+    )
     model.to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -66,11 +71,23 @@ def load(path: str, dtype: str = "float32", device: str = "cpu"):
 SHARD_COLUMNS = ("i", "k", "text", "pt", "ct", "finish")
 
 
-def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.0,
-             top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
-             batch_size: int = 64, seed: int = 0,
-             progress: Callable[..., None] | None = None, shards=None, shard_batches: int = 0,
-             log: Callable[[str], None] | None = None) -> list[list[tuple[str, int, int, str]]]:
+def generate(
+    model,
+    tok,
+    prompts: Sequence[str],
+    *,
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    stop: Sequence[str] = (),
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: Callable[..., None] | None = None,
+    shards=None,
+    shard_batches: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> list[list[tuple[str, int, int, str]]]:
     """For each prompt, `n` samples as (completion, prompt tokens, completion tokens, finish
     reason): "stop" (a stop string ended it), "eos" (the model's end token) or "length"
     (cut off at `max_new_tokens`).
@@ -95,20 +112,32 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
             if table is None or table.column_names != list(SHARD_COLUMNS):
                 continue
             resumed.add(si)
-            for i, k, text, pl_, cl, finish in zip(*(table.column(c).to_pylist() for c in SHARD_COLUMNS)):
+            for i, k, text, pl_, cl, finish in zip(
+                *(table.column(c).to_pylist() for c in SHARD_COLUMNS)
+            ):
                 out[i][k] = (text, pl_, cl, finish)
         if resumed and log:
-            log(f"resumed {len(resumed)} of {len(set(shard_of.values()))} shards committed "
-                "by an interrupted run")
+            log(
+                f"resumed {len(resumed)} of {len(set(shard_of.values()))} shards committed "
+                "by an interrupted run"
+            )
     shard_rows: list[tuple] = []
     done = 0
     for b, batch in enumerate(plan):
         done += len(batch)
         if shard_of[b] in resumed:
             continue
-        got = generate_batch(model, tok, [prompts[i] for i, _ in batch], b,
-                             temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_new_tokens, stop=stop, seed=seed)
+        got = generate_batch(
+            model,
+            tok,
+            [prompts[i] for i, _ in batch],
+            b,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            stop=stop,
+            seed=seed,
+        )
         for (i, k), sample in zip(batch, got):
             out[i][k] = sample
             shard_rows.append((i, k, *sample))
@@ -119,8 +148,9 @@ def generate(model, tok, prompts: Sequence[str], *, n: int = 1, temperature: flo
             shard_rows = []
         if progress:
             elapsed = time.monotonic() - t0
-            progress(done, sum(map(len, plan)), "samples",
-                     tokens_per_s=done_tokens / max(elapsed, 1e-9))
+            progress(
+                done, sum(map(len, plan)), "samples", tokens_per_s=done_tokens / max(elapsed, 1e-9)
+            )
     return out
 
 
@@ -130,12 +160,21 @@ def batch_plan(prompts: Sequence[str], n: int, batch_size: int) -> list[list[tup
     worker that runs it, decides every sample."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     jobs = [(i, k) for i in order for k in range(n)]
-    return [jobs[s:s + batch_size] for s in range(0, len(jobs), batch_size)]
+    return [jobs[s : s + batch_size] for s in range(0, len(jobs), batch_size)]
 
 
-def generate_batch(model, tok, texts: Sequence[str], b: int, *, temperature: float = 0.0,
-                   top_p: float = 1.0, max_new_tokens: int = 64, stop: Sequence[str] = (),
-                   seed: int = 0) -> list[tuple[str, int, int, str]]:
+def generate_batch(
+    model,
+    tok,
+    texts: Sequence[str],
+    b: int,
+    *,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    stop: Sequence[str] = (),
+    seed: int = 0,
+) -> list[tuple[str, int, int, str]]:
     """Batch number `b` of a plan: (completion, prompt tokens, completion tokens, finish
     reason) per text, left-padded, with the KV cache; seeded from `seed` and `b`."""
     import torch
@@ -145,21 +184,29 @@ def generate_batch(model, tok, texts: Sequence[str], b: int, *, temperature: flo
     if temperature > 0:
         kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     with torch.inference_mode():
-        enc = tok(list(texts), return_tensors="pt", padding=True,
-                  add_special_tokens=False).to(model.device)
+        enc = tok(list(texts), return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
         if temperature > 0:
             torch.manual_seed(seed * 1_000_003 + b)
         criteria = [_StopStrings(tok, stop, enc["input_ids"].shape[1])] if stop else None
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                             stopping_criteria=criteria, **kwargs)
-    new = gen[:, enc["input_ids"].shape[1]:]
+        gen = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            stopping_criteria=criteria,
+            **kwargs,
+        )
+    new = gen[:, enc["input_ids"].shape[1] :]
     lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
     decoded = tok.batch_decode(new, skip_special_tokens=True)
     ended = (new == tok.eos_token_id).any(dim=1).tolist()
     prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
-    return [(truncate(text, stop), int(pl_), int(cl), finish_reason(text, stop, eos))
-            for text, pl_, cl, eos in zip(decoded, prompt_lengths, lengths, ended)]
+    return [
+        (truncate(text, stop), int(pl_), int(cl), finish_reason(text, stop, eos))
+        for text, pl_, cl, eos in zip(decoded, prompt_lengths, lengths, ended)
+    ]
 
 
 def _StopStrings(tok, stop: Sequence[str], start: int):
@@ -219,9 +266,9 @@ def collate(batch, pad_id: int):
     lab_t = torch.full((len(batch), n), -100, dtype=torch.long)
     att_t = torch.zeros((len(batch), n), dtype=torch.long)
     for i, (ids, labels) in enumerate(batch):
-        ids_t[i, :len(ids)] = torch.tensor(ids)
-        lab_t[i, :len(labels)] = torch.tensor(labels)
-        att_t[i, :len(ids)] = 1
+        ids_t[i, : len(ids)] = torch.tensor(ids)
+        lab_t[i, : len(labels)] = torch.tensor(labels)
+        att_t[i, : len(ids)] = 1
     return ids_t, att_t, lab_t
 
 
@@ -247,9 +294,9 @@ def pack(batch, max_length: int, pad_id: int):
     for r, row in enumerate(rows):
         at = 0
         for ids, labels in row:
-            ids_t[r, at:at + len(ids)] = torch.tensor(ids)
-            pos_t[r, at:at + len(ids)] = torch.arange(len(ids))
-            lab_t[r, at:at + len(ids)] = torch.tensor(labels)
+            ids_t[r, at : at + len(ids)] = torch.tensor(ids)
+            pos_t[r, at : at + len(ids)] = torch.arange(len(ids))
+            lab_t[r, at : at + len(ids)] = torch.tensor(labels)
             at += len(ids)
         pos_t[r, at:] = torch.arange(n - at)  # the padding: a sequence of its own, no labels
     return ids_t, pos_t, lab_t
@@ -274,8 +321,10 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float = 0.1)
 
 # --- training state: everything a training loop needs to go on as if it had not stopped --
 
-def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: list[float],
-               rank: int = 0):
+
+def save_state(
+    d: Path, model, opt, step: int, order: list[int], rng, losses: list[float], rank: int = 0
+):
     """Rank 0 writes the weights and optimizer (data-parallel ranks hold the same ones) as
     safetensors (no pickle); every rank writes its own data order and RNG states."""
     import torch
@@ -286,8 +335,11 @@ def save_state(d: Path, model, opt, step: int, order: list[int], rng, losses: li
     if rank == 0:
         save_model(model, str(d / "weights.safetensors"))
         sd = opt.state_dict()
-        tensors = {f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
-                   for i, st in sd["state"].items() for name, v in st.items()}
+        tensors = {
+            f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+            for i, st in sd["state"].items()
+            for name, v in st.items()
+        }
         save_file(tensors, str(d / "optimizer.safetensors"))
         meta["param_groups"] = sd["param_groups"]
     save_file({"torch_rng": torch.get_rng_state()}, str(d / f"rng-rank{rank}.safetensors"))

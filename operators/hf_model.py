@@ -29,8 +29,9 @@ def check_model_path(src: Path):
         with open(src, "rb") as f:
             head = f.read(4)
         if head != GGUF_MAGIC:
-            raise InputError(f"{src}: not a GGUF file (it starts with {head!r}, not "
-                             f"{GGUF_MAGIC!r})")
+            raise InputError(
+                f"{src}: not a GGUF file (it starts with {head!r}, not {GGUF_MAGIC!r})"
+            )
     else:
         raise InputError(f"{src}: a model `path` is a model directory or a .gguf file")
 
@@ -41,8 +42,8 @@ class HFModel(Operator):
     resources = DefaultResources(cpus=1)
 
     class Params(Params):
-        path: FilePath | None = None    # a model directory or a .gguf file, beside the spec
-        hub_id: str | None = None       # e.g. "Qwen/Qwen2.5-0.5B-Instruct" (needs a network)
+        path: FilePath | None = None  # a model directory or a .gguf file, beside the spec
+        hub_id: str | None = None  # e.g. "Qwen/Qwen2.5-0.5B-Instruct" (needs a network)
         revision: str | None = None
         dtype: Literal["float32", "bfloat16", "float16"] = "float32"
         trust_remote_code: bool = False
@@ -50,8 +51,9 @@ class HFModel(Operator):
         @model_validator(mode="after")
         def _one_source(self):
             if (self.path is None) == (self.hub_id is None):
-                raise ValueError("give exactly one of `path` (a model directory or a .gguf "
-                                 "file) and `hub_id`")
+                raise ValueError(
+                    "give exactly one of `path` (a model directory or a .gguf file) and `hub_id`"
+                )
             return self
 
     def run(self, ctx):
@@ -72,15 +74,18 @@ class HFModel(Operator):
                 try:
                     import gguf  # noqa: F401
                 except ImportError:
-                    raise ValueError("loading .gguf files needs the `gguf` package: "
-                                     "pip install 'stardag[gguf]'") from None
+                    raise ValueError(
+                        "loading .gguf files needs the `gguf` package: pip install 'stardag[gguf]'"
+                    ) from None
                 where, kwargs["gguf_file"] = str(src.parent), src.name
             else:
                 where, kwargs["use_safetensors"] = str(src), True
         else:
             where, kwargs["revision"], kwargs["use_safetensors"] = p.hub_id, p.revision, True
         ctx.log(f"loading {where}{' / ' + kwargs['gguf_file'] if 'gguf_file' in kwargs else ''}")
-        tok_kwargs = {k: v for k, v in kwargs.items() if k in ("gguf_file", "revision", "trust_remote_code")}
+        tok_kwargs = {
+            k: v for k, v in kwargs.items() if k in ("gguf_file", "revision", "trust_remote_code")
+        }
         tok = AutoTokenizer.from_pretrained(where, **tok_kwargs)
         model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
         if "gguf_file" in kwargs:

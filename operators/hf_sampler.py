@@ -13,8 +13,10 @@ def chunks_of(texts: list[str], p) -> list[list[tuple[int, list[tuple[int, int, 
 
     plan = hf.batch_plan(texts, p.n, p.batch_size)
     per = max(1, p.shard_size // p.batch_size)
-    return [[(b, [(i, k, texts[i]) for i, k in plan[b]]) for b in range(s, min(s + per, len(plan)))]
-            for s in range(0, len(plan), per)]
+    return [
+        [(b, [(i, k, texts[i]) for i, k in plan[b]]) for b in range(s, min(s + per, len(plan)))]
+        for s in range(0, len(plan), per)
+    ]
 
 
 class HFSampler:
@@ -33,9 +35,16 @@ class HFSampler:
         c = self.config
         rows = []
         for b, jobs in chunk:
-            got = hf.generate_batch(self.model, self.tok, [text for _, _, text in jobs], b,
-                                    temperature=c["temperature"], top_p=c["top_p"],
-                                    max_new_tokens=c["max_new_tokens"], stop=c["stop"],
-                                    seed=c["seed"])
+            got = hf.generate_batch(
+                self.model,
+                self.tok,
+                [text for _, _, text in jobs],
+                b,
+                temperature=c["temperature"],
+                top_p=c["top_p"],
+                max_new_tokens=c["max_new_tokens"],
+                stop=c["stop"],
+                seed=c["seed"],
+            )
             rows += [(i, k, *sample) for (i, k, _), sample in zip(jobs, got)]
         return pa.table(dict(zip(hf.SHARD_COLUMNS, map(list, zip(*rows)))))

@@ -15,7 +15,9 @@ from .verify import VERIFIED, VerifyParams, verify_table
 class HintRationalize(Operator):
     version = "2"
     inputs = {"model": Model(), "prompts": Dataset(PROMPTS), "verified": Dataset(VERIFIED)}
-    outputs = {"rationalized": Dataset({**VERIFIED, "rationalized": "bool"}, passthrough="verified")}
+    outputs = {
+        "rationalized": Dataset({**VERIFIED, "rationalized": "bool"}, passthrough="verified")
+    }
     resources = DefaultResources(cpus=1)
 
     class Params(SampleParams, VerifyParams):
@@ -39,4 +41,5 @@ class HintRationalize(Operator):
         # the hint is removed: the training example is the plain prompt + the rationale
         # sample_table kept the problem's plain `prompt` column beside the hinted one it used
         return checked.with_columns(pl.lit(True).alias("rationalized")).select(
-            verified.columns + ["rationalized"])
+            verified.columns + ["rationalized"]
+        )

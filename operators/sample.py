@@ -10,8 +10,15 @@ from stardag.operator import Dataset, DefaultResources, Model, Operator, Params,
 
 # finish_reason: "stop" (a stop string), "eos" (the end token) or "length" (cut off at
 # max_new_tokens: such a sample is never verified correct)
-SAMPLES = {"id": "string", "prompt": "string", "completion": "string", "sample_index": "int64",
-           "prompt_tokens": "int64", "completion_tokens": "int64", "finish_reason": "string"}
+SAMPLES = {
+    "id": "string",
+    "prompt": "string",
+    "completion": "string",
+    "sample_index": "int64",
+    "prompt_tokens": "int64",
+    "completion_tokens": "int64",
+    "finish_reason": "string",
+}
 
 
 class SampleParams(Params):
@@ -53,8 +60,12 @@ def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str, shard
     from . import hf
 
     texts = prompts[prompt_column].to_list()
-    config = {**p.model_dump(), "model": str(model), "cpus": ctx.resources.cpus,
-              "gpus": ctx.resources.gpus}
+    config = {
+        **p.model_dump(),
+        "model": str(model),
+        "cpus": ctx.resources.cpus,
+        "gpus": ctx.resources.gpus,
+    }
     if p.backend == "vllm":
         from .vllm_backend import VLLMSampler as worker
         from .vllm_backend import chunks_of
@@ -67,16 +78,30 @@ def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str, shard
     def landed(i, table):
         done[0] += table.num_rows
         tokens[0] += sum(table.column("ct").to_pylist())
-        ctx.progress(done[0], total, "samples",
-                     tokens_per_s=tokens[0] / max(time.monotonic() - t0, 1e-9))
+        ctx.progress(
+            done[0], total, "samples", tokens_per_s=tokens[0] / max(time.monotonic() - t0, 1e-9)
+        )
 
     tables = ctx.map(worker, config, chunks, name=shards, workers=workers_of(p), landed=landed)
-    rows = [row for t in tables for row in zip(*(t.column(c).to_pylist() for c in hf.SHARD_COLUMNS))]
-    schema = {"_row": pl.Int64, "sample_index": pl.Int64, "completion": pl.Utf8,
-              "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "finish_reason": pl.Utf8}
+    rows = [
+        row for t in tables for row in zip(*(t.column(c).to_pylist() for c in hf.SHARD_COLUMNS))
+    ]
+    schema = {
+        "_row": pl.Int64,
+        "sample_index": pl.Int64,
+        "completion": pl.Utf8,
+        "prompt_tokens": pl.Int64,
+        "completion_tokens": pl.Int64,
+        "finish_reason": pl.Utf8,
+    }
     index = pl.DataFrame(rows, schema=schema, orient="row")
-    return (prompts.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-            .join(index, on="_row").sort("_row", "sample_index").drop("_row"))
+    return (
+        prompts.with_row_index("_row")
+        .with_columns(pl.col("_row").cast(pl.Int64))
+        .join(index, on="_row")
+        .sort("_row", "sample_index")
+        .drop("_row")
+    )
 
 
 class Sample(Operator):

@@ -131,13 +131,16 @@ def train_loop(config: dict, session):
             batch = [data[i] for i in idx]
             seen += sum(len(ids) for ids, _ in batch)
             if config["packing"]:
-                ids, pos, lab = (t.to(device) for t in hf.pack(batch, config["max_length"], tok.pad_token_id))
+                ids, pos, lab = (
+                    t.to(device) for t in hf.pack(batch, config["max_length"], tok.pad_token_id)
+                )
                 inputs = dict(input_ids=ids, position_ids=pos, labels=lab, use_cache=False)
             else:
                 ids, att, lab = (t.to(device) for t in hf.collate(batch, tok.pad_token_id))
                 inputs = dict(input_ids=ids, attention_mask=att, labels=lab)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                enabled=config["bf16"] and device != "cpu"):
+            with torch.autocast(
+                device_type="cuda", dtype=torch.bfloat16, enabled=config["bf16"] and device != "cpu"
+            ):
                 loss = model(**inputs).loss / config["grad_accum"]
             loss.backward()
         for g in opt.param_groups:
@@ -149,16 +152,25 @@ def train_loop(config: dict, session):
         if rank == 0 and every and ((step + 1) % every == 0 or step + 1 == steps):
             recent = losses[logged:]  # the steps since the last line
             rate = seen * world / max(time.monotonic() - since, 1e-9)
-            say(f"step {step + 1}/{steps}: loss {sum(recent) / len(recent):.4f}, "
-                f"lr {opt.param_groups[0]['lr']:.3g}, {rate:.0f} tokens/s")
+            say(
+                f"step {step + 1}/{steps}: loss {sum(recent) / len(recent):.4f}, "
+                f"lr {opt.param_groups[0]['lr']:.3g}, {rate:.0f} tokens/s"
+            )
             seen, since, logged = 0, time.monotonic(), len(losses)
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
             done = step + 1
-            session.checkpoint(lambda d, done=done, order=order: hf.save_state(d, inner, opt, done, order, rng,
-                                                                   losses, rank),
-                               {"step": done})
-    metrics = {"loss": sum(losses[-20:]) / max(1, len(losses[-20:])), "steps": steps,
-               "seconds": time.monotonic() - t0, "resumed_from": first}
+            session.checkpoint(
+                lambda d, done=done, order=order: hf.save_state(
+                    d, inner, opt, done, order, rng, losses, rank
+                ),
+                {"step": done},
+            )
+    metrics = {
+        "loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+        "steps": steps,
+        "seconds": time.monotonic() - t0,
+        "resumed_from": first,
+    }
 
     def save_model(out: Path):
         final = inner
@@ -184,9 +196,16 @@ def write_training_log(out: Path, losses: list[float], config: dict):
     from . import hf
 
     steps = config["total_steps"]
-    log = {"steps": [{"step": i + 1, "loss": loss,
-                      "lr": hf.lr_at(i, steps, config["lr"], config["warmup"], config["min_lr_ratio"])}
-                     for i, loss in enumerate(losses)]}
+    log = {
+        "steps": [
+            {
+                "step": i + 1,
+                "loss": loss,
+                "lr": hf.lr_at(i, steps, config["lr"], config["warmup"], config["min_lr_ratio"]),
+            }
+            for i, loss in enumerate(losses)
+        ]
+    }
     (out / TRAINING_LOG).write_text(json.dumps(log))
 
 
@@ -196,8 +215,13 @@ def with_lora(model, lora: dict):
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ValueError("lora: needs peft: pip install 'stardag[lora]'") from None
-    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"],
+        task_type="CAUSAL_LM",
+    )
     with warnings.catch_warnings():  # GPT-2's Conv1D: peft sets fan_in_fan_out itself and says so
         warnings.simplefilter("ignore", UserWarning)
         return get_peft_model(model, config)
@@ -215,18 +239,36 @@ class ShardTrain(Operator):
     def run(self, ctx, base, examples, previous=None):
         p = ctx.params
         if examples.height == 0:
-            raise ValueError("no training examples: every sample was wrong (try more samples, "
-                             "a higher temperature, or rationalization)")
+            raise ValueError(
+                "no training examples: every sample was wrong (try more samples, "
+                "a higher temperature, or rationalization)"
+            )
         start = previous if p.start == "previous" and previous is not None else base
-        config = {**p.model_dump(), "start": str(start),
-                  "examples": list(zip(examples["prompt"].to_list(), examples["completion"].to_list())),
-                  "total_steps": step_budget(p.steps, p.growth, p.iteration)}
-        ctx.log(f"{examples.height} examples, {config['total_steps']} steps from "
-                f"{'the previous model' if start is previous else 'the base model'}, "
-                f"{p.workers} {'GPU' if p.use_gpu else 'CPU'} worker(s) ({p.trainer})"
-                + (f", LoRA r={p.lora.r}" if p.lora else ""))
-        metrics = ctx.train(train_loop, config, workers=p.workers, cpus_per_worker=p.cpus_per_worker,
-                            gpus_per_worker=1 if p.use_gpu else 0,
-                            backend="local" if p.trainer == "torch" else "ray")
-        ctx.log(f"done: loss {metrics['loss']:.4f}, {metrics['seconds']:.1f}s in the loop"
-                + (f" (resumed at step {metrics['resumed_from']})" if metrics.get("resumed_from") else ""))
+        config = {
+            **p.model_dump(),
+            "start": str(start),
+            "examples": list(zip(examples["prompt"].to_list(), examples["completion"].to_list())),
+            "total_steps": step_budget(p.steps, p.growth, p.iteration),
+        }
+        ctx.log(
+            f"{examples.height} examples, {config['total_steps']} steps from "
+            f"{'the previous model' if start is previous else 'the base model'}, "
+            f"{p.workers} {'GPU' if p.use_gpu else 'CPU'} worker(s) ({p.trainer})"
+            + (f", LoRA r={p.lora.r}" if p.lora else "")
+        )
+        metrics = ctx.train(
+            train_loop,
+            config,
+            workers=p.workers,
+            cpus_per_worker=p.cpus_per_worker,
+            gpus_per_worker=1 if p.use_gpu else 0,
+            backend="local" if p.trainer == "torch" else "ray",
+        )
+        ctx.log(
+            f"done: loss {metrics['loss']:.4f}, {metrics['seconds']:.1f}s in the loop"
+            + (
+                f" (resumed at step {metrics['resumed_from']})"
+                if metrics.get("resumed_from")
+                else ""
+            )
+        )

@@ -16,8 +16,8 @@ from . import arith
 @dataclass(frozen=True)
 class Task:
     name: str
-    parse: Callable[[str, str], str | None]   # (completion, question) -> answer, None if none
-    gold: Callable[[str], str]                # gold answer as stored -> normalized answer
+    parse: Callable[[str, str], str | None]  # (completion, question) -> answer, None if none
+    gold: Callable[[str], str]  # gold answer as stored -> normalized answer
     check_steps: Callable[[str, str], bool] | None = None  # (question, completion) -> all right
     # named answer extractions a spec can choose (`extract: strict`); `parse` is the default
     extractors: dict[str, Callable[[str, str], str | None]] = field(default_factory=dict)
@@ -58,8 +58,14 @@ def _digits(answer: str) -> str:
     return answer.strip().lstrip("0") or "0"
 
 
-register(Task("arithmetic", lambda completion, question: arith.parse_answer(completion), _digits,
-              arith.check_steps))
+register(
+    Task(
+        "arithmetic",
+        lambda completion, question: arith.parse_answer(completion),
+        _digits,
+        arith.check_steps,
+    )
+)
 
 
 # --- GSM8K: the final number, read as lm-evaluation-harness reads it ----------------------
@@ -133,8 +139,14 @@ def gsm8k_parse(completion: str, question: str = "", mode: str = "strict") -> st
     return (gsm8k_strict if mode == "strict" else gsm8k_flexible)(completion, question)
 
 
-register(Task("gsm8k", gsm8k_strict, gsm8k_gold,
-              extractors={"strict": gsm8k_strict, "flexible": gsm8k_flexible}))
+register(
+    Task(
+        "gsm8k",
+        gsm8k_strict,
+        gsm8k_gold,
+        extractors={"strict": gsm8k_strict, "flexible": gsm8k_flexible},
+    )
+)
 
 
 # --- CommonsenseQA: the one choice the answer commits to ------------------------------------
@@ -146,7 +158,10 @@ _LEADING_LETTER = re.compile(r"\s*([A-E])(?=[\s).:,;!]|$)")
 
 def choices_of(question: str) -> dict[str, str]:
     """{'A': 'ignore', ...} from a question written with '(A) ignore (B) ...'."""
-    return {m.group(1).upper(): m.group(2).strip().rstrip(".").strip() for m in _CHOICE_LINE.finditer(question)}
+    return {
+        m.group(1).upper(): m.group(2).strip().rstrip(".").strip()
+        for m in _CHOICE_LINE.finditer(question)
+    }
 
 
 def named_choices(answer: str, question: str) -> set[str]:
@@ -178,7 +193,7 @@ def _csqa(completion: str, question: str, strict: bool) -> str | None:
     without one, strict finds no answer, flexible reads the last non-empty line."""
     found = list(_COMMITMENT.finditer(completion))
     if found:
-        answer = completion[found[-1].end():].split("\n", 1)[0]
+        answer = completion[found[-1].end() :].split("\n", 1)[0]
     elif strict:
         return None
     else:
@@ -200,5 +215,11 @@ def csqa_parse(completion: str, question: str = "", mode: str = "flexible") -> s
     return _csqa(completion, question, strict=mode == "strict")
 
 
-register(Task("commonsenseqa", csqa_flexible, lambda a: a.strip().upper(),
-              extractors={"strict": csqa_strict, "flexible": csqa_flexible}))
+register(
+    Task(
+        "commonsenseqa",
+        csqa_flexible,
+        lambda a: a.strip().upper(),
+        extractors={"strict": csqa_strict, "flexible": csqa_flexible},
+    )
+)

@@ -14,8 +14,13 @@ from stardag.operator import Dataset, InputError, Operator, Params
 from .sample import SAMPLES
 from .tasks import TaskName
 
-VERIFIED = {**SAMPLES, "question": "string", "answer": "string", "pred": "string",
-            "correct": "bool"}
+VERIFIED = {
+    **SAMPLES,
+    "question": "string",
+    "answer": "string",
+    "pred": "string",
+    "correct": "bool",
+}
 
 
 class VerifyParams(Params):
@@ -43,15 +48,22 @@ def verify_table(samples, task_name: str, mode: str, extract: str | None = None)
         raise InputError(f"task {task_name!r} has no step checker; use mode: answer")
     parse = task.extractor(extract)
     preds, correct = [], []
-    for row in samples.select("question", "answer", "completion", "finish_reason").iter_rows(named=True):
+    for row in samples.select("question", "answer", "completion", "finish_reason").iter_rows(
+        named=True
+    ):
         pred = parse(row["completion"], row["question"])
-        ok = pred is not None and row["finish_reason"] != "length" and pred == task.gold(row["answer"])
+        ok = (
+            pred is not None
+            and row["finish_reason"] != "length"
+            and pred == task.gold(row["answer"])
+        )
         if ok and mode == "steps":
             ok = task.check_steps(row["question"], row["completion"])
         preds.append(pred)
         correct.append(ok)
-    return samples.with_columns(pl.Series("pred", preds, dtype=pl.Utf8),
-                                pl.Series("correct", correct, dtype=pl.Boolean))
+    return samples.with_columns(
+        pl.Series("pred", preds, dtype=pl.Utf8), pl.Series("correct", correct, dtype=pl.Boolean)
+    )
 
 
 class Verify(Operator):

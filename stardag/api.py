@@ -1,9 +1,9 @@
 """The Python API, which the CLI is a thin shell over.
 
-    import stardag
-    stardag.plan("pipelines/star.yaml")                      # [PlanEntry(...), ...]
-    result = stardag.run("pipelines/star.yaml", overrides=["loop.iterations=2"])
-    df = stardag.read("pipelines/star.yaml", "evaluate", iteration=2)   # polars DataFrame
+import stardag
+stardag.plan("pipelines/star.yaml")                      # [PlanEntry(...), ...]
+result = stardag.run("pipelines/star.yaml", overrides=["loop.iterations=2"])
+df = stardag.read("pipelines/star.yaml", "evaluate", iteration=2)   # polars DataFrame
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def store_uri(spec_path: Path, spec_store: str | None, store: str | None) -> str
     return str(spec_path.parent / ".stardag")
 
 
-def load(spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None) -> Loaded:
+def load(
+    spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None
+) -> Loaded:
     loaded = load_spec(spec_path, overrides)
     sys_path = str(loaded.path.parent)
     if sys_path not in sys.path:
@@ -66,16 +68,28 @@ def _forced(graph: Graph, force: Sequence[str]) -> set[str]:
     return {node_id for name in force for node_id in graph.select(name)}
 
 
-def plan(spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None,
-         force: Sequence[str] = (), until: Sequence[str] | str | None = None) -> list[PlanEntry]:
+def plan(
+    spec_path: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+    force: Sequence[str] = (),
+    until: Sequence[str] | str | None = None,
+) -> list[PlanEntry]:
     ld = load(spec_path, overrides, store)
     selected = _selection(ld.graph, until)
     return make_plan(ld.graph, ld.store, _forced(ld.graph, force), set(selected))
 
 
-def run(spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None,
-        force: Sequence[str] = (), until: Sequence[str] | str | None = None,
-        address: str | None = None, executor: str = "ray", progress: bool = True):
+def run(
+    spec_path: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+    force: Sequence[str] = (),
+    until: Sequence[str] | str | None = None,
+    address: str | None = None,
+    executor: str = "ray",
+    progress: bool = True,
+):
     """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run."""
     from .executor import LocalRunner, RayRunner, execute
 
@@ -84,16 +98,29 @@ def run(spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str 
     if executor == "local":
         factory = LocalRunner
     elif executor == "ray":
+
         def factory():
             return RayRunner(address, sys_path + [os.getcwd()])
     else:
         raise SpecError(f"unknown executor {executor!r} (ray or local)")
-    return execute(ld.graph, ld.store, _selection(ld.graph, until), _forced(ld.graph, force),
-                   factory, sys_path, progress)
+    return execute(
+        ld.graph,
+        ld.store,
+        _selection(ld.graph, until),
+        _forced(ld.graph, force),
+        factory,
+        sys_path,
+        progress,
+    )
 
 
-def artifact(spec_path: str | os.PathLike, stage: str, iteration: int | None = None,
-             overrides: Sequence[str] = (), store: str | None = None) -> tuple[Loaded, dict]:
+def artifact(
+    spec_path: str | os.PathLike,
+    stage: str,
+    iteration: int | None = None,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+) -> tuple[Loaded, dict]:
     """The manifest of a stage's cached artifact (errors if it has not been computed)."""
     ld = load(spec_path, overrides, store)
     node_id = stage
@@ -108,13 +135,21 @@ def artifact(spec_path: str | os.PathLike, stage: str, iteration: int | None = N
     entries = make_plan(ld.graph, ld.store, selected={node_id} | ld.graph.ancestors(node_id))
     entry = next(e for e in entries if e.node == node_id)
     if entry.status != "cached":
-        raise SpecError(f"stage {node_id!r} has not been computed for this spec "
-                        f"({entry.cause}); run it first", str(ld.graph.loaded.path))
+        raise SpecError(
+            f"stage {node_id!r} has not been computed for this spec ({entry.cause}); run it first",
+            str(ld.graph.loaded.path),
+        )
     return ld, entry.manifest
 
 
-def read(spec_path: str | os.PathLike, stage: str, iteration: int | None = None,
-         output: str | None = None, overrides: Sequence[str] = (), store: str | None = None):
+def read(
+    spec_path: str | os.PathLike,
+    stage: str,
+    iteration: int | None = None,
+    output: str | None = None,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+):
     """A stage's output: a polars DataFrame for datasets, a local Path for models."""
     import polars as pl
 
@@ -160,12 +195,16 @@ def reachable(graph: Graph, store: Store) -> set[str]:
         inputs = m.get("inputs") if isinstance(m.get("inputs"), dict) else {}
         for inp, src in inputs.items():
             if isinstance(src, dict) and isinstance(src.get("key"), str):
-                used_as.setdefault((src["key"], m.get("stage"), inp), set()).add(src.get("content_hash"))
+                used_as.setdefault((src["key"], m.get("stage"), inp), set()).add(
+                    src.get("content_hash")
+                )
     keys: set[str] = set()
     outputs: dict[str, dict[str, set[str]]] = {}  # node -> output -> possible content hashes
     for node in graph.nodes.values():
-        choices = [[(inp, h) for h in outputs.get(src, {}).get(out, ())]
-                   for inp, (src, out) in node.inputs.items()]
+        choices = [
+            [(inp, h) for h in outputs.get(src, {}).get(out, ())]
+            for inp, (src, out) in node.inputs.items()
+        ]
         if any(not c for c in choices):
             continue  # an input nothing can tell: neither are the stages below
         produced: dict[str, set[str]] = {}
@@ -178,20 +217,26 @@ def reachable(graph: Graph, store: Store) -> set[str]:
                     produced.setdefault(out, set()).add(meta["content_hash"])
                 continue
             ref = store.read_ref(graph.name, node.id)
-            if isinstance(ref, dict) and ref.get("key") == key and isinstance(ref.get("outputs"), dict):
+            if (
+                isinstance(ref, dict)
+                and ref.get("key") == key
+                and isinstance(ref.get("outputs"), dict)
+            ):
                 for out, h in ref["outputs"].items():
                     produced.setdefault(out, set()).add(h)
             for consumer in graph.nodes.values():
                 for inp, (src, out) in consumer.inputs.items():
                     if src == node.id:
                         produced.setdefault(out, set()).update(
-                            used_as.get((key, consumer.stage, inp), ()))
+                            used_as.get((key, consumer.stage, inp), ())
+                        )
         outputs[node.id] = produced
     return keys
 
 
-def gc(keep: Sequence[str | os.PathLike], store: str | None = None,
-       dry_run: bool = False) -> Collected:
+def gc(
+    keep: Sequence[str | os.PathLike], store: str | None = None, dry_run: bool = False
+) -> Collected:
     """Delete every artifact that none of the `keep` specs reaches (see `reachable`), the
     shards of stages they would not run, and the quarantine. The store is `store`, else the
     one the specs name; a `$STARDAG_STORE` that disagrees with a spec's `store:` is refused
@@ -201,16 +246,20 @@ def gc(keep: Sequence[str | os.PathLike], store: str | None = None,
     loaded = [load(spec, store=store) for spec in keep]
     uris = {ld.store.uri for ld in loaded}
     if len(uris) != 1:
-        raise StardagError(f"the specs use different stores ({', '.join(sorted(uris))}); "
-                        "collect one store at a time with --store")
+        raise StardagError(
+            f"the specs use different stores ({', '.join(sorted(uris))}); "
+            "collect one store at a time with --store"
+        )
     env = os.environ.get("STARDAG_STORE")
     if not store and env:
         for spec, ld in zip(keep, loaded):
             own = ld.graph.loaded.spec.store
             spec_path = ld.graph.loaded.path
             if own and not _same_place(own if "://" in own else str(spec_path.parent / own), env):
-                raise StardagError(f"$STARDAG_STORE is {env}, but {spec} says store: {own}; "
-                                "name the store to clean with --store")
+                raise StardagError(
+                    f"$STARDAG_STORE is {env}, but {spec} says store: {own}; "
+                    "name the store to clean with --store"
+                )
     st = loaded[0].store
     keys: set[str] = set()
     for ld in loaded:
@@ -223,9 +272,15 @@ def gc(keep: Sequence[str | os.PathLike], store: str | None = None,
             kept += 1
             continue
         files = m.get("files") if isinstance(m.get("files"), dict) else {}
-        deleted.append({"key": m.get("key"), "spec": m.get("spec"), "stage": m.get("stage"),
-                        "iteration": m.get("iteration"),
-                        "size": sum(f.get("size", 0) for f in files.values() if isinstance(f, dict))})
+        deleted.append(
+            {
+                "key": m.get("key"),
+                "spec": m.get("spec"),
+                "stage": m.get("stage"),
+                "iteration": m.get("iteration"),
+                "size": sum(f.get("size", 0) for f in files.values() if isinstance(f, dict)),
+            }
+        )
         if not dry_run:
             st.delete(m["key"])
     if not dry_run:

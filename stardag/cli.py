@@ -12,10 +12,18 @@ import click
 
 from .errors import StardagError
 
-STORE = click.option("--store", metavar="URI", help="Store root (default: $STARDAG_STORE, the "
-                     "spec's `store:`, or .stardag/ beside the spec).")
-SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                   help="Override a spec key, e.g. --set loop.iterations=2 (repeatable).")
+STORE = click.option(
+    "--store",
+    metavar="URI",
+    help="Store root (default: $STARDAG_STORE, the spec's `store:`, or .stardag/ beside the spec).",
+)
+SET = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec key, e.g. --set loop.iterations=2 (repeatable).",
+)
 SPEC = click.argument("spec", type=click.Path(dir_okay=False))
 
 
@@ -26,10 +34,16 @@ def _set_timeout(ctx, param, value):
         os.environ["STARDAG_TIMEOUT"] = f"{value:g}"
 
 
-TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
-                       expose_value=False, callback=_set_timeout, is_eager=True,
-                       help="Seconds a store or Ray cluster may take to answer before the "
-                       "command gives up (default: $STARDAG_TIMEOUT or 30).")
+TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    expose_value=False,
+    callback=_set_timeout,
+    is_eager=True,
+    help="Seconds a store or Ray cluster may take to answer before the "
+    "command gives up (default: $STARDAG_TIMEOUT or 30).",
+)
 
 
 def _errors(fn):
@@ -47,6 +61,7 @@ def _errors(fn):
             stop = cause(e)
             click.echo(f"{stop or 'interrupted'}; finished stages stay cached", err=True)
             sys.exit(stop.exit_code if stop else 130)
+
     return wrapper
 
 
@@ -66,14 +81,24 @@ def main():
 @main.command()
 @SPEC
 @SET
-@click.option("--force", multiple=True, metavar="STAGE", help="Re-run STAGE (all iterations, "
-              "or STAGE@N) even if cached.")
+@click.option(
+    "--force",
+    multiple=True,
+    metavar="STAGE",
+    help="Re-run STAGE (all iterations, or STAGE@N) even if cached.",
+)
 @click.option("--until", multiple=True, metavar="STAGE", help="Run only STAGE and what it needs.")
 @STORE
-@click.option("--address", metavar="ADDR", help="Join an existing Ray cluster instead of "
-              "starting one.")
-@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
-              help="`local` runs stages one by one in this process, without Ray.")
+@click.option(
+    "--address", metavar="ADDR", help="Join an existing Ray cluster instead of starting one."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["ray", "local"]),
+    default="ray",
+    show_default=True,
+    help="`local` runs stages one by one in this process, without Ray.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @TIMEOUT
 @_errors
@@ -89,9 +114,11 @@ def run(spec, overrides, force, until, store, address, executor, quiet):
     t0 = time.monotonic()
     result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
     computed = result.computed()
-    click.echo(f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
-               f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
-               err=True)
+    click.echo(
+        f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
+        f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
+        err=True,
+    )
 
 
 @main.command()
@@ -100,8 +127,12 @@ def run(spec, overrides, force, until, store, address, executor, quiet):
 @click.option("--force", multiple=True, metavar="STAGE")
 @click.option("--until", multiple=True, metavar="STAGE")
 @STORE
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {stage, iteration, "
-              "status, cause}.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list of {stage, iteration, status, cause}.",
+)
 @TIMEOUT
 @_errors
 def plan(spec, overrides, force, until, store, as_json):
@@ -124,9 +155,16 @@ def plan(spec, overrides, force, until, store, as_json):
         if e.status == "cached":
             click.echo(f"  {e.node:<{width}}  cached")
         else:
-            more = f"\n  {'':<{width}}          ... {len(e.details) - 8} more" if len(e.details) > 8 else ""
-            click.echo(f"  {e.node:<{width}}  run     ({', '.join(e.causes)})"
-                       + "".join(f"\n  {'':<{width}}          {d}" for d in e.details[:8]) + more)
+            more = (
+                f"\n  {'':<{width}}          ... {len(e.details) - 8} more"
+                if len(e.details) > 8
+                else ""
+            )
+            click.echo(
+                f"  {e.node:<{width}}  run     ({', '.join(e.causes)})"
+                + "".join(f"\n  {'':<{width}}          {d}" for d in e.details[:8])
+                + more
+            )
         for note in e.notes:
             click.echo(f"  {'':<{width}}          note: {note}")
     n = sum(e.status == "run" for e in entries)
@@ -138,10 +176,15 @@ def plan(spec, overrides, force, until, store, as_json):
 @click.argument("stage")
 @click.option("--iteration", "-i", type=int, help="Iteration of a loop stage (default: last).")
 @click.option("--output", "-o", help="Which output, for stages with several.")
-@click.option("--head", "-n", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Rows to print.")
-@click.option("--to", "to_file", type=click.Path(dir_okay=False),
-              help="Write all rows to FILE (.parquet, .csv, .jsonl or .json).")
+@click.option(
+    "--head", "-n", type=click.IntRange(min=0), default=10, show_default=True, help="Rows to print."
+)
+@click.option(
+    "--to",
+    "to_file",
+    type=click.Path(dir_okay=False),
+    help="Write all rows to FILE (.parquet, .csv, .jsonl or .json).",
+)
 @SET
 @STORE
 @TIMEOUT
@@ -167,8 +210,12 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
                 click.echo(f"  {p.relative_to(value)}  {p.stat().st_size:,} bytes")
         return
     if to_file:
-        writers = {".parquet": value.write_parquet, ".csv": value.write_csv,
-                   ".jsonl": value.write_ndjson, ".json": value.write_json}
+        writers = {
+            ".parquet": value.write_parquet,
+            ".csv": value.write_csv,
+            ".jsonl": value.write_ndjson,
+            ".json": value.write_json,
+        }
         suffix = Path(to_file).suffix
         if suffix not in writers:
             raise StardagError(f"--to: unknown file type {suffix!r} (use {', '.join(writers)})")
@@ -216,8 +263,14 @@ def dag(spec, overrides, mermaid):
 
 
 @main.command()
-@click.option("--keep", "keep", multiple=True, type=click.Path(dir_okay=False), metavar="SPEC",
-              help="Keep every artifact this spec reaches (repeatable).")
+@click.option(
+    "--keep",
+    "keep",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="SPEC",
+    help="Keep every artifact this spec reaches (repeatable).",
+)
 @STORE
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
 @_errors
@@ -237,13 +290,16 @@ def gc(keep, store, dry_run):
     out = api.gc(keep, store=store, dry_run=dry_run)
     click.echo(f"store: {out.store}")
     verb = "would delete" if dry_run else "deleted"
-    for d in sorted(out.deleted, key=lambda d: (str(d["spec"]), str(d["stage"]),
-                                                 d["iteration"] or 0)):
+    for d in sorted(
+        out.deleted, key=lambda d: (str(d["spec"]), str(d["stage"]), d["iteration"] or 0)
+    ):
         where = f"{d['stage']}@{d['iteration']}" if d["iteration"] is not None else d["stage"]
         click.echo(f"  {verb} {d['key'][:12]}  {d['spec']}/{where}  {_size(d['size'])}")
     freed = "would free" if dry_run else "freed"
-    click.echo(f"{len(out.deleted)} artifacts {'to delete' if dry_run else 'deleted'}, "
-               f"{out.kept} kept; {freed} {_size(out.freed)}")
+    click.echo(
+        f"{len(out.deleted)} artifacts {'to delete' if dry_run else 'deleted'}, "
+        f"{out.kept} kept; {freed} {_size(out.freed)}"
+    )
 
 
 @main.command()
@@ -252,10 +308,17 @@ def gc(keep, store, dry_run):
 @STORE
 @click.option("--stage", help="The loop stage with the metrics (default: the one that has them).")
 @click.option("--base", help="The stage outside the loop giving iteration 0 (default: found).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: {iterations: [{iteration, "
-              "accuracy, by_slice, train_used}]}.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Where to write the PNG plot "
-              "(default: <spec name>-report.png here).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {iterations: [{iteration, accuracy, by_slice, train_used}]}.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Where to write the PNG plot (default: <spec name>-report.png here).",
+)
 @click.option("--no-plot", is_flag=True, help="Write no plot.")
 @TIMEOUT
 @_errors
@@ -319,15 +382,23 @@ def ls_(spec, store):
         size = sum(f["size"] for f in m["files"].values())
         total += size
         node = m.get("stage", "?") + (f"@{m['iteration']}" if m.get("iteration") else "")
-        kinds = ",".join(f"{k}:{v['kind']}" + (f"[{v['rows']}]" if "rows" in v else "")
-                         for k, v in m.get("outputs", {}).items())
-        click.echo(f"{m['key'][:12]}  {m.get('spec', '?'):<16} {node:<22} {kinds:<36} "
-                   f"{_size(size):>9}  {_age(now - m.get('created', now))}")
+        kinds = ",".join(
+            f"{k}:{v['kind']}" + (f"[{v['rows']}]" if "rows" in v else "")
+            for k, v in m.get("outputs", {}).items()
+        )
+        click.echo(
+            f"{m['key'][:12]}  {m.get('spec', '?'):<16} {node:<22} {kinds:<36} "
+            f"{_size(size):>9}  {_age(now - m.get('created', now))}"
+        )
     click.echo(f"{len(rows)} artifacts, {_size(total)}", err=True)
 
 
-JOB_ADDRESS = click.option("--address", metavar="URL", help="The cluster's job server, "
-                           "http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS).")
+JOB_ADDRESS = click.option(
+    "--address",
+    metavar="URL",
+    help="The cluster's job server, "
+    "http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS).",
+)
 
 
 @main.command()
@@ -335,26 +406,66 @@ JOB_ADDRESS = click.option("--address", metavar="URL", help="The cluster's job s
 @SET
 @click.option("--force", multiple=True, metavar="STAGE", help="Passed to `stardag run`.")
 @click.option("--until", multiple=True, metavar="STAGE", help="Passed to `stardag run`.")
-@click.option("--store", metavar="URI", help="Where the job keeps artifacts: an absolute path "
-              "every node can reach, or s3://bucket/prefix (default: $STARDAG_STORE, the "
-              "spec's `store:` if absolute).")
+@click.option(
+    "--store",
+    metavar="URI",
+    help="Where the job keeps artifacts: an absolute path "
+    "every node can reach, or s3://bucket/prefix (default: $STARDAG_STORE, the "
+    "spec's `store:` if absolute).",
+)
 @JOB_ADDRESS
-@click.option("--working-dir", type=click.Path(file_okay=False, exists=True), metavar="DIR",
-              help="Directory sent with the job (default: the spec's); must hold the spec.")
-@click.option("--exclude", "excludes", multiple=True, metavar="PATTERN", help="Leave files "
-              "matching PATTERN (.gitignore style) out of the upload (repeatable).")
-@click.option("--pip", multiple=True, metavar="PKG", help="Install PKG for the job (runtime_env "
-              "pip; repeatable). By default the cluster's own environment is used.")
-@click.option("--env", multiple=True, metavar="NAME=VALUE", help="Environment variable for the "
-              "job (repeatable).")
-@click.option("--runtime-env", "runtime_env_file", type=click.Path(dir_okay=False, exists=True),
-              metavar="FILE", help="A Ray runtime_env as YAML or JSON (pip, py_modules, "
-              "env_vars, ...); --pip and --env add to it.")
+@click.option(
+    "--working-dir",
+    type=click.Path(file_okay=False, exists=True),
+    metavar="DIR",
+    help="Directory sent with the job (default: the spec's); must hold the spec.",
+)
+@click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="PATTERN",
+    help="Leave files matching PATTERN (.gitignore style) out of the upload (repeatable).",
+)
+@click.option(
+    "--pip",
+    multiple=True,
+    metavar="PKG",
+    help="Install PKG for the job (runtime_env "
+    "pip; repeatable). By default the cluster's own environment is used.",
+)
+@click.option(
+    "--env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Environment variable for the job (repeatable).",
+)
+@click.option(
+    "--runtime-env",
+    "runtime_env_file",
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
+    help="A Ray runtime_env as YAML or JSON (pip, py_modules, "
+    "env_vars, ...); --pip and --env add to it.",
+)
 @click.option("--job-id", metavar="ID", help="Submission id to use (default: Ray picks one).")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; don't follow logs.")
 @_errors
-def submit(spec, overrides, force, until, store, address, working_dir, excludes, pip, env,
-           runtime_env_file, job_id, no_wait):
+def submit(
+    spec,
+    overrides,
+    force,
+    until,
+    store,
+    address,
+    working_dir,
+    excludes,
+    pip,
+    env,
+    runtime_env_file,
+    job_id,
+    no_wait,
+):
     """Run a pipeline on a Ray cluster as a Ray Job: `stardag run` on the cluster, with the
     spec's directory sent along. Prints the job id, then follows its logs (unless --no-wait)
     and exits with the run's status.
@@ -366,14 +477,18 @@ def submit(spec, overrides, force, until, store, address, working_dir, excludes,
     """
     from . import submit as sub
 
-    prepared = sub.prepare(spec, overrides, store, force, until, working_dir, runtime_env_file,
-                           pip, env, excludes)
+    prepared = sub.prepare(
+        spec, overrides, store, force, until, working_dir, runtime_env_file, pip, env, excludes
+    )
     c = sub.client(address)
     job = sub.submit(c, prepared, job_id)
     click.echo(job)
-    click.echo(f"submitted to {c.stardag_address}; store {prepared.store}\n"
-               f"  stardag status {job} --address {c.stardag_address}\n"
-               f"  stardag logs {job} --address {c.stardag_address} --follow", err=True)
+    click.echo(
+        f"submitted to {c.stardag_address}; store {prepared.store}\n"
+        f"  stardag status {job} --address {c.stardag_address}\n"
+        f"  stardag logs {job} --address {c.stardag_address} --follow",
+        err=True,
+    )
     if no_wait:
         return
     _follow(sub, c, job)
@@ -383,8 +498,9 @@ def _follow(sub, c, job: str):
     try:
         sub.follow(c, job)
     except KeyboardInterrupt:
-        click.echo(f"stopped following; job {job} goes on (`ray job stop {job}` stops it)",
-                   err=True)
+        click.echo(
+            f"stopped following; job {job} goes on (`ray job stop {job}` stops it)", err=True
+        )
         sys.exit(130)
     info = sub.info(c, job)
     click.echo(f"job {job} {info.status}", err=True)
@@ -394,8 +510,13 @@ def _follow(sub, c, job: str):
 @main.command()
 @click.argument("job")
 @JOB_ADDRESS
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: {job_id, status, message, "
-              "entrypoint, start_time, end_time, driver_exit_code, metadata}.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {job_id, status, message, "
+    "entrypoint, start_time, end_time, driver_exit_code, metadata}.",
+)
 @_errors
 def status(job, address, as_json):
     """A submitted job's status: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED. Exits 1
@@ -415,8 +536,9 @@ def status(job, address, as_json):
 @main.command()
 @click.argument("job")
 @JOB_ADDRESS
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends; exit "
-              "with its status.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing until the job ends; exit with its status."
+)
 @_errors
 def logs(job, address, follow):
     """A submitted job's output: `stardag run`'s progress lines and errors.

@@ -50,6 +50,7 @@ class CodeIdentity:
 
 # --- one module, parsed ----------------------------------------------------------------
 
+
 @dataclass
 class _Module:
     name: str
@@ -71,9 +72,13 @@ class _Module:
 def _strip_docstrings(tree: ast.AST):
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
 
 
@@ -181,13 +186,21 @@ class _Uses(ast.NodeVisitor):
         chain = self._chain(node.func)
         if chain and len(chain) == 1 and chain[0] in _DYNAMIC_SCOPE:
             self.dynamic = True
-        if chain == ("getattr",) and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant):
+        if (
+            chain == ("getattr",)
+            and len(node.args) >= 2
+            and not isinstance(node.args[1], ast.Constant)
+        ):
             target = self._chain(node.args[0])
             if target:
                 self.getattr_chains.add(target)
         if chain and chain[-1] in ("import_module", "__import__"):
             arg = node.args[0] if node.args else None
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and not arg.value.startswith("."):
+            if (
+                isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and not arg.value.startswith(".")
+            ):
                 self.const_imports.add(arg.value)
             else:
                 self.dyn_import = True
@@ -271,16 +284,31 @@ def _parse(name: str, path: str, display: str, is_package: bool, source: bytes) 
         defs[n] = _hash(stmts)
         refs[n] = uses(n, stmts)
     effect_refs = uses(EFFECTS, effects)
-    return _Module(name, display, is_package, defs, refs, _hash(effects), effect_refs, imports,
-                   top_imports, star, dynamic, dyn_getattr, dyn_import, const_imports)
+    return _Module(
+        name,
+        display,
+        is_package,
+        defs,
+        refs,
+        _hash(effects),
+        effect_refs,
+        imports,
+        top_imports,
+        star,
+        dynamic,
+        dyn_getattr,
+        dyn_import,
+        const_imports,
+    )
 
 
 def _is_main_guard(stmt: ast.stmt) -> bool:
     if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
         return False
     parts = [stmt.test.left, *stmt.test.comparators]
-    return (any(isinstance(p, ast.Name) and p.id == "__name__" for p in parts)
-            and any(isinstance(p, ast.Constant) and p.value == "__main__" for p in parts))
+    return any(isinstance(p, ast.Name) and p.id == "__name__" for p in parts) and any(
+        isinstance(p, ast.Constant) and p.value == "__main__" for p in parts
+    )
 
 
 # --- finding modules --------------------------------------------------------------------
@@ -291,8 +319,14 @@ _KINDS: dict[str, str] = {}
 _VERSIONS: dict[str, str] = {}
 # import names whose distribution has another name (the general lookup reads every installed
 # package's metadata: a quarter of a second)
-_DISTRIBUTIONS = {"yaml": "PyYAML", "PIL": "Pillow", "sklearn": "scikit-learn",
-                  "cv2": "opencv-python", "google": "protobuf", "attr": "attrs"}
+_DISTRIBUTIONS = {
+    "yaml": "PyYAML",
+    "PIL": "Pillow",
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python",
+    "google": "protobuf",
+    "attr": "attrs",
+}
 
 
 def _location(name: str) -> tuple[str, bool] | None:
@@ -385,7 +419,8 @@ def _module(name: str) -> _Module | None:
 def _cache_dir() -> str:
     return os.environ.get("STARDAG_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "stardag")
+        "stardag",
+    )
 
 
 _CACHE_FORMAT = 1
@@ -415,8 +450,16 @@ def _cached_parse(digest: str, name: str, path: str, is_package: bool, source: b
     m = _parse(name, path, display, is_package, source)
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
-        d = {k: (sorted(map(list, v)) if isinstance(v, set) and v and isinstance(next(iter(v)), tuple)
-                 else sorted(v) if isinstance(v, set) else v) for k, v in vars(m).items()}
+        d = {
+            k: (
+                sorted(map(list, v))
+                if isinstance(v, set) and v and isinstance(next(iter(v)), tuple)
+                else sorted(v)
+                if isinstance(v, set)
+                else v
+            )
+            for k, v in vars(m).items()
+        }
         d["refs"] = {k: sorted(map(list, v)) for k, v in m.refs.items()}
         d["dyn_getattr"] = {k: sorted(map(list, v)) for k, v in m.dyn_getattr.items()}
         d["const_imports"] = {k: sorted(v) for k, v in m.const_imports.items()}
@@ -446,6 +489,7 @@ def _submodule(parent: str, attr: str) -> str | None:
 
 
 # --- the closure ------------------------------------------------------------------------
+
 
 class _Closure:
     def __init__(self, own: str):
@@ -610,8 +654,11 @@ def _with_effects(closure: _Closure):
             probe.add("effects", module)
             probe.run()
             reach = set(probe.defs) - {f"{m.display}:{EFFECTS}"}
-            if (reach & set(closure.defs) or probe.libraries & closure.libraries
-                    or not (reach or probe.libraries)):
+            if (
+                reach & set(closure.defs)
+                or probe.libraries & closure.libraries
+                or not (reach or probe.libraries)
+            ):
                 closure.add("effects", module)
                 closure.run()
                 changed = True

@@ -106,5 +106,6 @@ def directory_hash(files: dict[str, str]) -> str:
 
 
 def hash_directory(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): file_hash(p)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): file_hash(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }

@@ -23,8 +23,13 @@ class SpecError(StardagError):
 
     exit_code = 2
 
-    def __init__(self, message: str, file: str | None = None, line: int | None = None,
-                 stage: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        file: str | None = None,
+        line: int | None = None,
+        stage: str | None = None,
+    ):
         super().__init__(message)
         self.message, self.file, self.line, self.stage = message, file, line, stage
 

@@ -22,6 +22,7 @@ from .store import Store
 
 # --- the task: runs wherever the runner puts it ------------------------------------------
 
+
 def run_stage(payload: dict) -> dict:
     """Load inputs, run the operator, publish its outputs. Returns the manifest, or
     {"error": ...}; never leaves a staging directory behind on error."""
@@ -51,11 +52,17 @@ def run_stage(payload: dict) -> dict:
                 inputs[name] = store.model_dir(src["key"], src["output"])
                 untouched[name] = (src["key"], inputs[name], _listing(inputs[name]))
         staging = store.begin(payload["key"])
-        model_outputs = {n: staging.output_dir(n) for n, p in op.outputs.items()
-                         if not isinstance(p, Dataset)}
-        ctx = Context(params, payload["node"], model_outputs, payload["resources"],
-                      shards=lambda name: store.shards(payload["key"], name),
-                      storage=lambda name: _under(store.shards(payload["key"], name).location(), name))
+        model_outputs = {
+            n: staging.output_dir(n) for n, p in op.outputs.items() if not isinstance(p, Dataset)
+        }
+        ctx = Context(
+            params,
+            payload["node"],
+            model_outputs,
+            payload["resources"],
+            shards=lambda name: store.shards(payload["key"], name),
+            storage=lambda name: _under(store.shards(payload["key"], name).location(), name),
+        )
         started = time.time()
         result = op().run(ctx, **inputs)
         seconds = time.time() - started
@@ -68,9 +75,13 @@ def run_stage(payload: dict) -> dict:
                 outputs[name] = store.write_table(staging, name, _output_table(op, name, result))
             else:
                 outputs[name] = store.seal_directory(staging, name)
-        manifest = {**payload["manifest"], "outputs": outputs,
-                    "timings": {"started": started, "seconds": round(seconds, 4)},
-                    "host": platform.node(), "libraries": _libraries()}
+        manifest = {
+            **payload["manifest"],
+            "outputs": outputs,
+            "timings": {"started": started, "seconds": round(seconds, 4)},
+            "host": platform.node(),
+            "libraries": _libraries(),
+        }
         published = store.publish(staging, manifest)
         store.drop_partial(payload["key"])
         return published
@@ -101,10 +112,16 @@ def run_stage(payload: dict) -> dict:
             finally:
                 store.discard(staging)
         if isinstance(e, SystemExit):
-            return {"error": f"the operator called sys.exit({e.code!r})",
-                    "traceback": traceback.format_exc()}
-        return {"error": f"{type(e).__name__}: {e}" if str(e) else
-                f"the operator raised {type(e).__name__}", "traceback": traceback.format_exc()}
+            return {
+                "error": f"the operator called sys.exit({e.code!r})",
+                "traceback": traceback.format_exc(),
+            }
+        return {
+            "error": f"{type(e).__name__}: {e}"
+            if str(e)
+            else f"the operator raised {type(e).__name__}",
+            "traceback": traceback.format_exc(),
+        }
 
 
 def _under(location: tuple, name: str) -> tuple:
@@ -118,9 +135,11 @@ def _same_files(now: dict, keyed: dict, when: str):
     for name, value in keyed.items():
         if now.get(name) != value:
             files = value if isinstance(value, list) else [value]
-            raise InputError(f"param {name!r}: {', '.join(f.get('file', '?') for f in files)} "
-                             f"changed {when}; nothing was stored: run again to use the new "
-                             "content")
+            raise InputError(
+                f"param {name!r}: {', '.join(f.get('file', '?') for f in files)} "
+                f"changed {when}; nothing was stored: run again to use the new "
+                "content"
+            )
 
 
 def _listing(path: Path) -> dict[str, tuple[int, int]]:
@@ -143,13 +162,17 @@ def _unchanged_input(store: Store, name: str, key: str, path: Path, before: dict
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     changed = sorted(f for f in set(after) & set(before) if after[f] != before[f])
-    what = "; ".join(f"{verb} {', '.join(files[:3])}" + (" ..." if len(files) > 3 else "")
-                     for verb, files in (("added", added), ("removed", removed),
-                                         ("changed", changed)) if files)
+    what = "; ".join(
+        f"{verb} {', '.join(files[:3])}" + (" ..." if len(files) > 3 else "")
+        for verb, files in (("added", added), ("removed", removed), ("changed", changed))
+        if files
+    )
     store.set_aside_input(key, path, f"an operator wrote into it ({what})")
-    raise InputError(f"the operator wrote into its input {name!r} ({what}); inputs are "
-                     "read-only: write into ctx.output_dir(...) instead. The input artifact "
-                     "was set aside and will be recomputed")
+    raise InputError(
+        f"the operator wrote into its input {name!r} ({what}); inputs are "
+        "read-only: write into ctx.output_dir(...) instead. The input artifact "
+        "was set aside and will be recomputed"
+    )
 
 
 def _output_table(op, name: str, result):
@@ -168,8 +191,9 @@ def _output_table(op, name: str, result):
     if hasattr(value, "to_arrow"):
         value = value.to_arrow()
     if not isinstance(value, pa.Table):
-        raise TypeError(f"output {name!r} must be a polars DataFrame or Arrow table, "
-                        f"not {type(value).__name__}")
+        raise TypeError(
+            f"output {name!r} must be a polars DataFrame or Arrow table, not {type(value).__name__}"
+        )
     for col, typ in op.outputs[name].columns.items():
         if col not in value.column_names:
             raise ValueError(f"output {name!r} lacks declared column {col!r}")
@@ -181,9 +205,15 @@ def _output_table(op, name: str, result):
             continue
         have = logical_type(field_type)
         if typ != "any" and have != logical_type(typ):
-            raise ValueError(f"output {name!r} column {col!r} is {have}, declared {typ}"
-                             + ("" if value.num_rows else " (the table is empty; its columns "
-                                "must have the declared types all the same)"))
+            raise ValueError(
+                f"output {name!r} column {col!r} is {have}, declared {typ}"
+                + (
+                    ""
+                    if value.num_rows
+                    else " (the table is empty; its columns "
+                    "must have the declared types all the same)"
+                )
+            )
     return value
 
 
@@ -192,7 +222,7 @@ def _arrow_type(name: str):
     import pyarrow as pa
 
     if name.startswith(("list<", "large_list<")) and name.endswith(">"):
-        return pa.list_(_arrow_type(name[name.index("<") + 1:-1]))
+        return pa.list_(_arrow_type(name[name.index("<") + 1 : -1]))
     return pa.type_for_alias(name)
 
 
@@ -205,6 +235,7 @@ def _libraries() -> dict[str, str]:
 
 
 # --- runners --------------------------------------------------------------------------
+
 
 class LocalRunner:
     """Runs stages one at a time in this process."""
@@ -229,8 +260,9 @@ class LocalRunner:
 def ray_init_kwargs(address: str | None) -> dict[str, Any]:
     """What `ray.init` gets: a Ray started here serves its dashboard and job server on
     127.0.0.1 only; joining a cluster (`--address`) keeps that cluster's settings."""
-    kwargs: dict[str, Any] = dict(address=address, log_to_driver=True, logging_level="WARNING",
-                                  configure_logging=True)
+    kwargs: dict[str, Any] = dict(
+        address=address, log_to_driver=True, logging_level="WARNING", configure_logging=True
+    )
     if address is None:
         kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
     return kwargs
@@ -257,14 +289,18 @@ def check_address(address: str):
                 sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)
                 head = sock.recv(9)
                 if len(head) < 4 or head[3] != 4:
-                    raise StardagError(f"{address} is not a Ray cluster (it does not answer as "
-                                       "a gRPC server)")
+                    raise StardagError(
+                        f"{address} is not a Ray cluster (it does not answer as a gRPC server)"
+                    )
     except TimeoutError:
-        raise StardagError(f"cannot reach the Ray cluster at {address}: no answer within "
-                           f"{timeout():g}s (--timeout)") from None
+        raise StardagError(
+            f"cannot reach the Ray cluster at {address}: no answer within "
+            f"{timeout():g}s (--timeout)"
+        ) from None
     except OSError as e:
-        raise StardagError(f"cannot reach the Ray cluster at {address}: "
-                           f"{e.strerror or e}") from None
+        raise StardagError(
+            f"cannot reach the Ray cluster at {address}: {e.strerror or e}"
+        ) from None
 
 
 WORKER_RETRIES = 2
@@ -331,15 +367,17 @@ class RayRunner:
             if address is not None:
                 check_address(address)
             os.environ["PYTHONPATH"] = os.pathsep.join(
-                sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+                sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            )
             os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
             ours = interrupt.installed()
             try:
                 ray.init(**ray_init_kwargs(address))
             except Exception as e:  # Ray raises ConnectionError, ValueError, RuntimeError...
                 what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise StardagError("cannot start or join Ray"
-                                   + (f" at {address}" if address else "") + f": {what}") from None
+                raise StardagError(
+                    "cannot start or join Ray" + (f" at {address}" if address else "") + f": {what}"
+                ) from None
             if ours:  # Ray installs its own SIGTERM handler, which dumps the C++ stacks
                 interrupt.install()
         self._task = ray.remote(run_stage)
@@ -350,9 +388,13 @@ class RayRunner:
         r = node.resources
         # a worker that dies (a killed process, a lost node) is retried, and the stage
         # resumes from its committed shards; an operator's error is a result, never retried
-        options: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus,
-                                   "max_retries": WORKER_RETRIES, "retry_exceptions": False,
-                                   "name": f"stardag:{node_id}"}
+        options: dict[str, Any] = {
+            "num_cpus": r.cpus,
+            "num_gpus": r.gpus,
+            "max_retries": WORKER_RETRIES,
+            "retry_exceptions": False,
+            "name": f"stardag:{node_id}",
+        }
         if r.memory:
             options["memory"] = r.memory
         if r.custom:
@@ -363,20 +405,45 @@ class RayRunner:
             options.update(num_cpus=0, num_gpus=0)
             options.pop("memory", None)
             options.pop("resources", None)
-        need = {k: v for k, v in {"CPU": r.cpus, "GPU": r.gpus, "memory": r.memory,
-                                  **(r.custom or {})}.items() if v}
+        need = {
+            k: v
+            for k, v in {
+                "CPU": r.cpus,
+                "GPU": r.gpus,
+                "memory": r.memory,
+                **(r.custom or {}),
+            }.items()
+            if v
+        }
         if not self._fits(need):
-            have = "; ".join(", ".join(f"{k} {v:g}" for k, v in sorted(n.items())
-                                       if not k.startswith(("node:", "object_store")))
-                             for n in self._nodes())
+            have = "; ".join(
+                ", ".join(
+                    f"{k} {v:g}"
+                    for k, v in sorted(n.items())
+                    if not k.startswith(("node:", "object_store"))
+                )
+                for n in self._nodes()
+            )
             wanted = ", ".join(f"{k} {v:g}" for k, v in need.items())
             if self.started_here:  # nothing will ever add a node: say so now
-                self._refused.append((node_id, {"error": (
-                    f"it needs {wanted}, and no node of this Ray has that much ({have}): "
-                    "lower the stage's resources, or run it on a cluster with --address")}))
+                self._refused.append(
+                    (
+                        node_id,
+                        {
+                            "error": (
+                                f"it needs {wanted}, and no node of this Ray has that much ({have}): "
+                                "lower the stage's resources, or run it on a cluster with --address"
+                            )
+                        },
+                    )
+                )
                 return
-            print(f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
-                  "waiting for one (an autoscaler) to join", file=sys.stderr, flush=True)
+            print(
+                f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
+                "waiting for one (an autoscaler) to join",
+                file=sys.stderr,
+                flush=True,
+            )
         self._inflight[self._task.options(**options).remote(payload)] = node_id
 
     def _nodes(self) -> list[dict]:
@@ -408,6 +475,7 @@ class RayRunner:
 
 
 # --- the driver -----------------------------------------------------------------------
+
 
 @dataclass
 class NodeResult:
@@ -444,9 +512,15 @@ class Progress:
         self.line(node, what)
 
 
-def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
-            runner_factory: Callable[[], Any], sys_path: list[str],
-            progress: bool = True) -> RunResult:
+def execute(
+    graph: Graph,
+    store: Store,
+    selected: list[str],
+    force: set[str],
+    runner_factory: Callable[[], Any],
+    sys_path: list[str],
+    progress: bool = True,
+) -> RunResult:
     """Run the selected nodes (in topological order). Starts the runner only if some node
     must really be computed."""
     nodes = graph.nodes
@@ -476,8 +550,11 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
         manifests[node_id] = None
         if holder is not None:
             if node_id not in waiting:
-                show.line(node_id, f"waiting: another run is computing it "
-                                   f"({holder.get('host')} pid {holder.get('pid')})")
+                show.line(
+                    node_id,
+                    f"waiting: another run is computing it "
+                    f"({holder.get('host')} pid {holder.get('pid')})",
+                )
             waiting[node_id] = (key, hashes)
             return False
         waiting.pop(node_id, None)
@@ -488,12 +565,16 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
             return False
         if runner is None:
             runner = runner_factory()
-        causes, _ = stale_causes(nodes[node_id], store.read_ref(graph.name, node_id), hashes,
-                                 node_id in force)
+        causes, _ = stale_causes(
+            nodes[node_id], store.read_ref(graph.name, node_id), hashes, node_id in force
+        )
         show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
         results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
-        runner.submit(node_id, _payload(graph, store, nodes[node_id], key, hashes, manifests,
-                                        sys_path), nodes[node_id])
+        runner.submit(
+            node_id,
+            _payload(graph, store, nodes[node_id], key, hashes, manifests, sys_path),
+            nodes[node_id],
+        )
         return True
 
     stopped: BaseException | None = None
@@ -502,7 +583,9 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
             launched, finished_before = False, show.n
             for node_id in list(pending):
                 node = nodes[node_id]
-                if failure or any(dep not in manifests or manifests[dep] is None for dep in node.deps):
+                if failure or any(
+                    dep not in manifests or manifests[dep] is None for dep in node.deps
+                ):
                     continue
                 pending.remove(node_id)
                 hashes = input_hashes(node, manifests)
@@ -549,7 +632,9 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                     if out.get("corrupt") and retries.get(node_id, 0) < 2:
                         # an input was corrupt: it is quarantined now; recompute it, then us
                         retries[node_id] = retries.get(node_id, 0) + 1
-                        bad = [p for p, m in manifests.items() if m and m.get("key") == out["corrupt"]]
+                        bad = [
+                            p for p, m in manifests.items() if m and m.get("key") == out["corrupt"]
+                        ]
                         for p in bad:
                             manifests.pop(p)
                             results.pop(p, None)
@@ -563,16 +648,22 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
                     if out.get("traceback") and progress:
                         print(out["traceback"], file=sys.stderr)
                     show.finished(node_id, f"FAILED after {res.seconds:.1f}s")
-                    failure = failure or StageFailed(node_id, nodes[node_id].op_ref, out["error"],
-                                                     bad_input=bool(out.get("bad_input")))
+                    failure = failure or StageFailed(
+                        node_id,
+                        nodes[node_id].op_ref,
+                        out["error"],
+                        bad_input=bool(out.get("bad_input")),
+                    )
                     continue
                 manifests[node_id] = out
                 res.status, res.manifest = "computed", out
                 hashes = out["record"]["inputs"]
                 _write_ref(store, graph, nodes[node_id], res.key, hashes, out)
                 rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
-                show.finished(node_id, f"done in {res.seconds:.1f}s"
-                              + (f" ({', '.join(rows)})" if rows else ""))
+                show.finished(
+                    node_id,
+                    f"done in {res.seconds:.1f}s" + (f" ({', '.join(rows)})" if rows else ""),
+                )
     except KeyboardInterrupt as e:
         stopped = e
         raise
@@ -584,8 +675,13 @@ def execute(graph: Graph, store: Store, selected: list[str], force: set[str],
         if runner is not None or failure or stopped:
             from .interrupt import cause
 
-            _record(store, graph.name, results, time.monotonic() - show.t0,
-                    failure or stopped and (cause(stopped) or "interrupted"))
+            _record(
+                store,
+                graph.name,
+                results,
+                time.monotonic() - show.t0,
+                failure or stopped and (cause(stopped) or "interrupted"),
+            )
     if failure:
         raise failure
     return RunResult(graph.name, results)
@@ -605,33 +701,71 @@ def refresh_files(node: Node) -> bool:
 def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float, failure):
     """A run's history entry: what each stage did and how long it took as the driver saw
     it, beside the operator's own time (runs/<spec>/<time>.json)."""
-    nodes = {n: {"status": r.status, "wall_s": round(r.seconds, 4) if r.status == "computed" else 0.0,
-                 "operator_s": r.manifest.get("timings", {}).get("seconds", 0.0) if r.status == "computed" else 0.0}
-             for n, r in results.items()}
-    store.write_run(spec, {"spec": spec, "finished": time.time(), "wall_s": round(wall, 3),
-                           "failed": str(failure) if failure else None, "nodes": nodes})
+    nodes = {
+        n: {
+            "status": r.status,
+            "wall_s": round(r.seconds, 4) if r.status == "computed" else 0.0,
+            "operator_s": r.manifest.get("timings", {}).get("seconds", 0.0)
+            if r.status == "computed"
+            else 0.0,
+        }
+        for n, r in results.items()
+    }
+    store.write_run(
+        spec,
+        {
+            "spec": spec,
+            "finished": time.time(),
+            "wall_s": round(wall, 3),
+            "failed": str(failure) if failure else None,
+            "nodes": nodes,
+        },
+    )
 
 
-def _payload(graph: Graph, store: Store, node: Node, key: str, hashes: dict, manifests: dict,
-             sys_path: list[str]) -> dict:
+def _payload(
+    graph: Graph,
+    store: Store,
+    node: Node,
+    key: str,
+    hashes: dict,
+    manifests: dict,
+    sys_path: list[str],
+) -> dict:
     inputs = {}
     for inp, (producer, output) in node.inputs.items():
         m = manifests[producer]
         inputs[inp] = {"key": m["key"], "output": output, "kind": m["outputs"][output]["kind"]}
     return {
-        "store": store.uri, "node": node.id, "iteration": node.iteration, "key": key,
-        "target": node.target, "params": node.params_json, "inputs": inputs,
-        "resources": node.resources, "sys_path": sys_path,
-        "manifest": {"spec": graph.name, "stage": node.stage, "iteration": node.iteration,
-                     "op": node.op_ref, "record": node_key(node, hashes).to_json(),
-                     "code_identity": provenance(node),
-                     "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]}
-                                for k in inputs}},
+        "store": store.uri,
+        "node": node.id,
+        "iteration": node.iteration,
+        "key": key,
+        "target": node.target,
+        "params": node.params_json,
+        "inputs": inputs,
+        "resources": node.resources,
+        "sys_path": sys_path,
+        "manifest": {
+            "spec": graph.name,
+            "stage": node.stage,
+            "iteration": node.iteration,
+            "op": node.op_ref,
+            "record": node_key(node, hashes).to_json(),
+            "code_identity": provenance(node),
+            "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]} for k in inputs},
+        },
     }
 
 
 def _write_ref(store: Store, graph: Graph, node: Node, key: str, hashes: dict, manifest: dict):
-    store.write_ref(graph.name, node.id, {
-        "key": key, "record": node_key(node, hashes).to_json(), "code_identity": provenance(node),
-        "outputs": {k: v["content_hash"] for k, v in manifest["outputs"].items()},
-    })
+    store.write_ref(
+        graph.name,
+        node.id,
+        {
+            "key": key,
+            "record": node_key(node, hashes).to_json(),
+            "code_identity": provenance(node),
+            "outputs": {k: v["content_hash"] for k, v in manifest["outputs"].items()},
+        },
+    )

@@ -36,8 +36,14 @@ def _check_floats(obj: Any, at: str = "params"):
 def canonical_json(obj: Any) -> str:
     """Sorted keys, fixed separators, no NaN; anything JSON cannot say is an error."""
     _check_floats(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=_refuse)
+    return json.dumps(
+        obj,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_refuse,
+    )
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,14 @@ class StageKey:
         return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()[:32]
 
     def to_json(self) -> dict[str, Any]:
-        d = {"format": self.format, "target": self.target, "version": self.version,
-             "code": self.code, "params": self.params, "inputs": self.inputs}
+        d = {
+            "format": self.format,
+            "target": self.target,
+            "version": self.version,
+            "code": self.code,
+            "params": self.params,
+            "inputs": self.inputs,
+        }
         if self.libraries is not None:
             d["libraries"] = self.libraries
         return d
@@ -71,12 +83,28 @@ class StageKey:
     @classmethod
     def from_json(cls, d: Any) -> StageKey:
         """The record as stored; a ValueError if it is not one."""
-        if not isinstance(d, dict) or not {"format", "target", "version", "code", "params",
-                                            "inputs"} <= set(d):
+        if not isinstance(d, dict) or not {
+            "format",
+            "target",
+            "version",
+            "code",
+            "params",
+            "inputs",
+        } <= set(d):
             raise ValueError("not a key record")
-        if not (isinstance(d["params"], dict) and isinstance(d["inputs"], dict)
-                and all(isinstance(v, str) for v in d["inputs"].values())
-                and isinstance(d.get("libraries", {}), dict)):
+        if not (
+            isinstance(d["params"], dict)
+            and isinstance(d["inputs"], dict)
+            and all(isinstance(v, str) for v in d["inputs"].values())
+            and isinstance(d.get("libraries", {}), dict)
+        ):
             raise ValueError("not a key record")
-        return cls(d["target"], d["version"], d["code"], d["params"], d["inputs"],
-                   d.get("libraries"), d["format"])
+        return cls(
+            d["target"],
+            d["version"],
+            d["code"],
+            d["params"],
+            d["inputs"],
+            d.get("libraries"),
+            d["format"],
+        )

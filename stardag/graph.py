@@ -33,8 +33,10 @@ from .operator import (
 from .registry import UnknownOperator, resolve, target_of
 from .spec import LoadedSpec, PreviousRef, StageSpec, not_regular_file
 
-REF = re.compile(r"^(?P<stage>[A-Za-z_][A-Za-z0-9_-]*)(?:\.(?P<output>[A-Za-z_][A-Za-z0-9_]*))?"
-                 r"(?:@(?P<iter>last|[0-9]+))?$")
+REF = re.compile(
+    r"^(?P<stage>[A-Za-z_][A-Za-z0-9_-]*)(?:\.(?P<output>[A-Za-z_][A-Za-z0-9_]*))?"
+    r"(?:@(?P<iter>last|[0-9]+))?$"
+)
 
 
 @dataclass
@@ -83,7 +85,9 @@ class Graph:
             return [name]
         hits = [n.id for n in self.nodes.values() if n.stage == name]
         if not hits:
-            close = difflib.get_close_matches(name.split("@")[0], {n.stage for n in self.nodes.values()})
+            close = difflib.get_close_matches(
+                name.split("@")[0], {n.stage for n in self.nodes.values()}
+            )
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise SpecError(f"no stage {name!r} in this spec{hint}", str(self.loaded.path))
         return hits
@@ -114,8 +118,11 @@ def compile_spec(loaded: LoadedSpec) -> Graph:
     except graphlib.CycleError as e:
         cycle = e.args[1]
         first = nodes[cycle[0]]
-        raise loaded.error("inputs form a cycle: " + " -> ".join(cycle[::-1]),
-                           loaded.stage_path(first.stage) + ("inputs",), first.stage) from None
+        raise loaded.error(
+            "inputs form a cycle: " + " -> ".join(cycle[::-1]),
+            loaded.stage_path(first.stage) + ("inputs",),
+            first.stage,
+        ) from None
     graph = Graph(spec.name, {nid: nodes[nid] for nid in order}, loaded)
     _check_schemas(graph)
     return graph
@@ -156,8 +163,11 @@ def _operator_hint(ref: str) -> str:
         return _close(leaf, (m.name for m in pkgutil.iter_modules(where)))
     except (Exception, SystemExit):
         return ""
-    ops = [k for k, v in vars(module).items()
-           if isinstance(v, type) and issubclass(v, Operator) and v is not Operator]
+    ops = [
+        k
+        for k, v in vars(module).items()
+        if isinstance(v, type) and issubclass(v, Operator) and v is not Operator
+    ]
     return _close(attr, ops)
 
 
@@ -168,25 +178,42 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     wheres: dict[str, tuple] = {}
     for inp in st.inputs:
         if inp not in op.inputs:
-            raise loaded.error(f"operator {st.op!r} has no input {inp!r}{_close(inp, op.inputs)} "
-                               f"(its inputs: {', '.join(op.inputs) or 'none'})",
-                               path + ("inputs", inp), name)
+            raise loaded.error(
+                f"operator {st.op!r} has no input {inp!r}{_close(inp, op.inputs)} "
+                f"(its inputs: {', '.join(op.inputs) or 'none'})",
+                path + ("inputs", inp),
+                name,
+            )
     for inp, port in op.inputs.items():
         ref = st.inputs.get(inp)
         if ref is None:
             if port.optional:
                 continue
-            raise loaded.error(f"missing input {inp!r} ({port.describe()})", path + ("inputs",),
-                               name)
+            raise loaded.error(
+                f"missing input {inp!r} ({port.describe()})", path + ("inputs",), name
+            )
         where = path + ("inputs", inp)
         if isinstance(ref, PreviousRef):
             if iteration is None:
-                raise loaded.error("`previous` inputs are only for stages inside the loop", where, name)
+                raise loaded.error(
+                    "`previous` inputs are only for stages inside the loop", where, name
+                )
             if iteration == 1:
-                src = _wire(loaded, name, ref.initial, None, top, loop, iterations, where + ("initial",))
+                src = _wire(
+                    loaded, name, ref.initial, None, top, loop, iterations, where + ("initial",)
+                )
             else:
-                src = _wire(loaded, name, ref.previous, iteration - 1, top, loop, iterations,
-                            where + ("previous",), previous=True)
+                src = _wire(
+                    loaded,
+                    name,
+                    ref.previous,
+                    iteration - 1,
+                    top,
+                    loop,
+                    iterations,
+                    where + ("previous",),
+                    previous=True,
+                )
         else:
             src = _wire(loaded, name, ref, iteration, top, loop, iterations, where)
         inputs[inp] = (src[0], src[1])
@@ -195,9 +222,22 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     node_id = name if iteration is None else f"{name}@{iteration}"
     params_json, key_params = _files(loaded, name, op, params.model_dump(mode="json"), path)
     key_params = {k: v for k, v in key_params.items() if k not in unkeyed_params(op.Params)}
-    return Node(node_id, name, iteration, st.op, target_of(st.op), op, params, params_json,
-                inputs, resources, loaded.where(path), deps={src for src, _ in inputs.values()},
-                key_params=key_params, input_where=wheres)
+    return Node(
+        node_id,
+        name,
+        iteration,
+        st.op,
+        target_of(st.op),
+        op,
+        params,
+        params_json,
+        inputs,
+        resources,
+        loaded.where(path),
+        deps={src for src, _ in inputs.values()},
+        key_params=key_params,
+        input_where=wheres,
+    )
 
 
 def _content(path: Path) -> str:
@@ -235,11 +275,13 @@ def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
         try:
             kind = not_regular_file(file)
         except FileNotFoundError:
-            raise loaded.error(f"param {field_name!r}: file not found: {value} (looked at {file})",
-                               where, name) from None
+            raise loaded.error(
+                f"param {field_name!r}: file not found: {value} (looked at {file})", where, name
+            ) from None
         except OSError as e:
-            raise loaded.error(f"param {field_name!r}: cannot read {value}: {e.strerror}",
-                               where, name) from None
+            raise loaded.error(
+                f"param {field_name!r}: cannot read {value}: {e.strerror}", where, name
+            ) from None
         # checked before hashing: a directory such as /usr would be read whole first
         if kind and not (kind == "a directory" and field_name in directories):
             raise loaded.error(f"param {field_name!r}: {value} is {kind}, not a file", where, name)
@@ -271,14 +313,17 @@ def keyed_files(op: type[Operator], params_json: dict, key_params: dict) -> dict
             continue
         try:
             if isinstance(value, list):
-                keyed[field_name] = [{"file": Path(v).name, "xxh3": _content(Path(v))} for v in value]
+                keyed[field_name] = [
+                    {"file": Path(v).name, "xxh3": _content(Path(v))} for v in value
+                ]
             else:
                 keyed[field_name] = {"file": Path(value).name, "xxh3": _content(Path(value))}
         except OSError as e:
             from .errors import InputError
 
-            raise InputError(f"param {field_name!r}: cannot read {value} any more: "
-                             f"{e.strerror or e}") from None
+            raise InputError(
+                f"param {field_name!r}: cannot read {value} any more: {e.strerror or e}"
+            ) from None
     return keyed
 
 
@@ -286,15 +331,23 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
     raw = dict(st.params)
     if iteration is not None and "iteration" in op.Params.model_fields:
         if "iteration" in raw:
-            raise loaded.error("param 'iteration' is the loop's iteration number, which the "
-                               "engine sets: remove it", path + ("params", "iteration"), name)
+            raise loaded.error(
+                "param 'iteration' is the loop's iteration number, which the "
+                "engine sets: remove it",
+                path + ("params", "iteration"),
+                name,
+            )
         raw["iteration"] = iteration
     odd = _not_json(raw)
     if odd is not None:
         at, value = odd
-        raise loaded.error(f"param {'.'.join(at)!r}: {str(value)[:40]} is a YAML "
-                           f"{type(value).__name__}, not a number, string, boolean, list or "
-                           "mapping (quote it to give a string)", path + ("params",) + at, name)
+        raise loaded.error(
+            f"param {'.'.join(at)!r}: {str(value)[:40]} is a YAML "
+            f"{type(value).__name__}, not a number, string, boolean, list or "
+            "mapping (quote it to give a string)",
+            path + ("params",) + at,
+            name,
+        )
     try:
         # as JSON, strictly: types as the YAML gave them (`true` is no integer), integers
         # accepted for floats, and a mapping's keys (always strings in a spec) read as declared
@@ -313,19 +366,29 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
         elif err["type"] == "missing":
             msg = f"missing param {field_name!r} for operator {st.op!r}"
         else:
-            what = "params" if not loc else (
-                f"key {loc[-1]!r} of param {'.'.join(loc[:-1])!r}" if "[key]" in err["loc"]
-                else f"param {field_name!r}")
-            msg = (f"{what}: {err['msg'].removeprefix('Value error, ')}"
-                   + ("" if err["type"] == "value_error" else f" (got {err.get('input')!r:.60})"))
+            what = (
+                "params"
+                if not loc
+                else (
+                    f"key {loc[-1]!r} of param {'.'.join(loc[:-1])!r}"
+                    if "[key]" in err["loc"]
+                    else f"param {field_name!r}"
+                )
+            )
+            msg = f"{what}: {err['msg'].removeprefix('Value error, ')}" + (
+                "" if err["type"] == "value_error" else f" (got {err.get('input')!r:.60})"
+            )
         raise loaded.error(msg, path + ("params",) + loc, name) from None
     dumped = params.model_dump(mode="json")
     bad = _non_finite(dumped)
     if bad is not None:
         at, value = bad
-        raise loaded.error(f"param {'.'.join(str(k) for k in at)!r} is {value}, which has no "
-                           "canonical form to hash (use a finite number or null)",
-                           path + ("params",) + at, name)
+        raise loaded.error(
+            f"param {'.'.join(str(k) for k in at)!r} is {value}, which has no "
+            "canonical form to hash (use a finite number or null)",
+            path + ("params",) + at,
+            name,
+        )
     try:
         canonical_json(dumped)
     except (UnhashableParam, ValueError, TypeError) as e:
@@ -355,8 +418,11 @@ def _non_finite(obj: Any, at: tuple = ()) -> tuple[tuple, float] | None:
     """The key path and value of the first NaN or infinity in obj, or None."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return at, obj
-    items = obj.items() if isinstance(obj, dict) else (
-        enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+    items = (
+        obj.items()
+        if isinstance(obj, dict)
+        else (enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+    )
     for k, v in items:
         found = _non_finite(v, at + (k,))
         if found:
@@ -368,45 +434,64 @@ def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previ
     """(producer node id, output name, producer port) for a reference string."""
     m = REF.match(ref.strip()) if isinstance(ref, str) else None
     if not m:
-        raise loaded.error(f"input reference {ref!r} is not of the form stage[.output][@N|@last]",
-                           where, name)
+        raise loaded.error(
+            f"input reference {ref!r} is not of the form stage[.output][@N|@last]", where, name
+        )
     stage, output, it = m["stage"], m["output"], m["iter"]
     if stage not in top and stage not in loop:
         close = difflib.get_close_matches(stage, list(top) + list(loop))
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise loaded.error(f"input names a stage that does not exist: {stage!r}{hint}", where, name)
     if previous and stage not in loop:
-        raise loaded.error(f"`previous` must name a stage inside the loop, not {stage!r}", where, name)
+        raise loaded.error(
+            f"`previous` must name a stage inside the loop, not {stage!r}", where, name
+        )
     if stage in loop:
         if it is not None:
             n = iterations if it == "last" else int(it)
             if not 1 <= n <= iterations:
-                raise loaded.error(f"iteration {it} of {stage!r} does not exist (1..{iterations})",
-                                   where, name)
+                raise loaded.error(
+                    f"iteration {it} of {stage!r} does not exist (1..{iterations})", where, name
+                )
             producer_id = f"{stage}@{n}"
         elif iteration is None:
-            raise loaded.error(f"stage {stage!r} is inside the loop: pick an iteration "
-                               f"({stage}@last or {stage}@N)", where, name)
+            raise loaded.error(
+                f"stage {stage!r} is inside the loop: pick an iteration "
+                f"({stage}@last or {stage}@N)",
+                where,
+                name,
+            )
         else:
             producer_id = f"{stage}@{iteration}"
         if producer_id == f"{name}@{iteration}" and not previous:
-            raise loaded.error("a stage cannot take its own output (use `previous:` for the "
-                               "last iteration's)", where, name)
+            raise loaded.error(
+                "a stage cannot take its own output (use `previous:` for the last iteration's)",
+                where,
+                name,
+            )
     else:
         if it is not None:
-            raise loaded.error(f"stage {stage!r} is not in the loop and has no iterations", where, name)
+            raise loaded.error(
+                f"stage {stage!r} is not in the loop and has no iterations", where, name
+            )
         if stage == name:
             raise loaded.error("a stage cannot take its own output", where, name)
         producer_id = stage
     op = resolve((top.get(stage) or loop[stage]).op)
     if output is None:
         if len(op.outputs) != 1:
-            raise loaded.error(f"stage {stage!r} has outputs {', '.join(op.outputs)}: name one "
-                               f"({stage}.<output>)", where, name)
+            raise loaded.error(
+                f"stage {stage!r} has outputs {', '.join(op.outputs)}: name one ({stage}.<output>)",
+                where,
+                name,
+            )
         output = next(iter(op.outputs))
     if output not in op.outputs:
-        raise loaded.error(f"stage {stage!r} has no output {output!r} (its outputs: "
-                           f"{', '.join(op.outputs)})", where, name)
+        raise loaded.error(
+            f"stage {stage!r} has no output {output!r} (its outputs: {', '.join(op.outputs)})",
+            where,
+            name,
+        )
     return producer_id, output, op.outputs[output]
 
 
@@ -422,7 +507,10 @@ def _check_schemas(graph: Graph):
             if port.kind != have.kind:
                 raise graph.loaded.error(
                     f"input {inp!r} expects a {port.describe()}, but {src}.{output} is a "
-                    f"{have.describe()}", where, node.stage)
+                    f"{have.describe()}",
+                    where,
+                    node.stage,
+                )
             if isinstance(port, Dataset):
                 columns = received[inp] = produced[(src, output)]
                 for col, typ in port.columns.items():
@@ -430,11 +518,18 @@ def _check_schemas(graph: Graph):
                         raise graph.loaded.error(
                             f"input {inp!r} needs column {col!r} ({typ}), which {src}.{output} "
                             f"does not produce (it produces {', '.join(columns) or 'no declared columns'})",
-                            where, node.stage)
-                    if "any" not in (typ, columns[col]) and logical_type(typ) != logical_type(columns[col]):
+                            where,
+                            node.stage,
+                        )
+                    if "any" not in (typ, columns[col]) and logical_type(typ) != logical_type(
+                        columns[col]
+                    ):
                         raise graph.loaded.error(
                             f"input {inp!r} needs column {col!r} of type {typ}, but {src}.{output} "
-                            f"produces {columns[col]}", where, node.stage)
+                            f"produces {columns[col]}",
+                            where,
+                            node.stage,
+                        )
         for output, port in node.op.outputs.items():
             if isinstance(port, Dataset):
                 carried = received.get(port.passthrough, {}) if port.passthrough else {}

@@ -49,8 +49,11 @@ def same_pid_space(record: dict, hashed: bool = False) -> bool:
     """Whether `record`'s pid can be looked up here. A record without its PID space (from an
     older stardag, or another kind of host) cannot be judged by its pid."""
     here = staging_space() if hashed else _pid_space()
-    return (record.get("host") == socket.gethostname() and bool(here)
-            and record.get("pid_space") == here)
+    return (
+        record.get("host") == socket.gethostname()
+        and bool(here)
+        and record.get("pid_space") == here
+    )
 
 
 def pid_alive(pid: int) -> bool:
@@ -128,10 +131,15 @@ class S3Objects:
         if endpoint and "://" not in endpoint:
             endpoint = f"{q.get('scheme', 'https')}://{endpoint}"
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint, region_name=q.get("region") or None,
-            aws_access_key_id=q.get("access_key"), aws_secret_access_key=q.get("secret_key"),
-            config=Config(connect_timeout=timeout, read_timeout=timeout,
-                          retries={"max_attempts": 2}))
+            "s3",
+            endpoint_url=endpoint,
+            region_name=q.get("region") or None,
+            aws_access_key_id=q.get("access_key"),
+            aws_secret_access_key=q.get("secret_key"),
+            config=Config(
+                connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2}
+            ),
+        )
 
     @staticmethod
     def _split(path: str) -> tuple[str, str]:
@@ -147,20 +155,30 @@ class S3Objects:
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status in (409, 412) or code in ("PreconditionFailed",
-                                                "ConditionalRequestConflict"):
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             if code == "NoSuchKey" or (code == "404" and fn != self.client.put_object):
                 return None
-            raise StoreError(f"store: cannot {action}: {code or status}: "
-                             f"{e.response.get('Error', {}).get('Message', '')}") from None
+            raise StoreError(
+                f"store: cannot {action}: {code or status}: "
+                f"{e.response.get('Error', {}).get('Message', '')}"
+            ) from None
         except BotoCoreError as e:
             raise StoreError(f"store: cannot {action}: {e}") from None
 
     def create(self, path: str, data: bytes) -> bool:
         bucket, key = self._split(path)
-        return self._call("take a lease", self.client.put_object, Bucket=bucket, Key=key,
-                          Body=data, IfNoneMatch="*") is not False
+        return (
+            self._call(
+                "take a lease",
+                self.client.put_object,
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                IfNoneMatch="*",
+            )
+            is not False
+        )
 
     def read(self, path: str) -> tuple[bytes | None, object]:
         """(the bytes, their etag), (None, None) if absent."""
@@ -173,10 +191,27 @@ class S3Objects:
     def swap(self, path: str, version: object, data: bytes | None) -> bool:
         bucket, key = self._split(path)
         if data is None:
-            return self._call("release a lease", self.client.delete_object, Bucket=bucket,
-                              Key=key, IfMatch=version) is not False
-        return self._call("take a lease", self.client.put_object, Bucket=bucket, Key=key,
-                          Body=data, IfMatch=version) is not False
+            return (
+                self._call(
+                    "release a lease",
+                    self.client.delete_object,
+                    Bucket=bucket,
+                    Key=key,
+                    IfMatch=version,
+                )
+                is not False
+            )
+        return (
+            self._call(
+                "take a lease",
+                self.client.put_object,
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                IfMatch=version,
+            )
+            is not False
+        )
 
     def honours_conditions(self, probe: str) -> bool:
         """Whether the server refuses a second create of one object (some S3-compatible
@@ -221,4 +256,3 @@ def parse(data: bytes | None) -> dict | None:
 
 def dump(obj: dict) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True).encode()
-

@@ -27,9 +27,23 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
 
-__all__ = ["Context", "Dataset", "DefaultResources", "FilePath", "InputError", "Model",
-           "Operator", "Params", "RegularFile", "Unkeyed", "device_for", "directory_params",
-           "file_params", "logical_type", "unkeyed_params"]
+__all__ = [
+    "Context",
+    "Dataset",
+    "DefaultResources",
+    "FilePath",
+    "InputError",
+    "Model",
+    "Operator",
+    "Params",
+    "RegularFile",
+    "Unkeyed",
+    "device_for",
+    "directory_params",
+    "file_params",
+    "logical_type",
+    "unkeyed_params",
+]
 
 
 class Params(BaseModel):
@@ -63,36 +77,55 @@ Unkeyed = _Unkeyed()  # e.g.  workers: Annotated[int, Unkeyed] = 1
 
 
 def unkeyed_params(params_model: type[BaseModel]) -> list[str]:
-    return [name for name, f in params_model.model_fields.items()
-            if any(isinstance(m, _Unkeyed) for m in f.metadata)]
+    return [
+        name
+        for name, f in params_model.model_fields.items()
+        if any(isinstance(m, _Unkeyed) for m in f.metadata)
+    ]
 
 
 def file_params(params_model: type[BaseModel]) -> list[str]:
     """Names of the params declared as FilePath or RegularFile (or Optional of them)."""
-    return [name for name, f in params_model.model_fields.items()
-            if _marker(f.annotation, f.metadata)]
+    return [
+        name for name, f in params_model.model_fields.items() if _marker(f.annotation, f.metadata)
+    ]
 
 
 def directory_params(params_model: type[BaseModel]) -> list[str]:
     """Names of the path params that may name a directory (FilePath)."""
-    return [name for name, f in params_model.model_fields.items()
-            if getattr(_marker(f.annotation, f.metadata), "directories", False)]
+    return [
+        name
+        for name, f in params_model.model_fields.items()
+        if getattr(_marker(f.annotation, f.metadata), "directories", False)
+    ]
 
 
 def _marker(annotation, metadata=()) -> _File | None:
     found = next((m for m in metadata if isinstance(m, _File)), None)
     if found:
         return found
-    return next(filter(None, (_marker(a, getattr(a, "__metadata__", ()))
-                              for a in get_args(annotation))), None)
+    return next(
+        filter(None, (_marker(a, getattr(a, "__metadata__", ())) for a in get_args(annotation))),
+        None,
+    )
 
 
 # Arrow type names are compared by meaning: polars writes large_string where pyarrow writes
 # string, and both are the same column to an operator.
-_SYNONYMS = {"float64": "double", "float32": "float", "float16": "halffloat", "boolean": "bool",
-             "large_string": "string", "string_view": "string", "utf8": "string",
-             "large_utf8": "string", "large_binary": "binary", "binary_view": "binary",
-             "large_list": "list", "list_view": "list"}
+_SYNONYMS = {
+    "float64": "double",
+    "float32": "float",
+    "float16": "halffloat",
+    "boolean": "bool",
+    "large_string": "string",
+    "string_view": "string",
+    "utf8": "string",
+    "large_utf8": "string",
+    "large_binary": "binary",
+    "binary_view": "binary",
+    "large_list": "list",
+    "list_view": "list",
+}
 
 
 def logical_type(arrow_type: object) -> str:
@@ -155,9 +188,15 @@ class Context:
     Anything that changes an output must come through params, which the key covers: the
     loop's iteration reaches an operator only as its `iteration` param."""
 
-    def __init__(self, params: Params, stage: str, output_dirs: dict[str, Path],
-                 resources: DefaultResources, shards: Callable[[str], Any] | None = None,
-                 storage: Callable[[str], tuple | None] | None = None):
+    def __init__(
+        self,
+        params: Params,
+        stage: str,
+        output_dirs: dict[str, Path],
+        resources: DefaultResources,
+        shards: Callable[[str], Any] | None = None,
+        storage: Callable[[str], tuple | None] | None = None,
+    ):
         self.params = params
         self.stage = stage
         self.resources = resources
@@ -187,9 +226,16 @@ class Context:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def map(self, worker: Callable[[dict], Callable[[int, Any], Any]], config: dict,
-            chunks: Sequence[Any], *, name: str = "part", workers: int = 1,
-            landed: Callable[[int, Any], None] | None = None) -> list:
+    def map(
+        self,
+        worker: Callable[[dict], Callable[[int, Any], Any]],
+        config: dict,
+        chunks: Sequence[Any],
+        *,
+        name: str = "part",
+        workers: int = 1,
+        landed: Callable[[int, Any], None] | None = None,
+    ) -> list:
         """Apply `worker(config)` (one object per worker: a model loaded once) to every
         chunk, `worker(index, chunk) -> Arrow table`, on `workers` data-parallel workers
         that each hold this stage's resources (Ray actors; this process with one worker or
@@ -202,12 +248,29 @@ class Context:
         from .parallel import map_chunks
 
         r = self.resources
-        return map_chunks(worker, config, chunks, shards=self.shards(name), workers=workers,
-                          cpus=r.cpus, gpus=r.gpus, landed=landed, log=self.log)
+        return map_chunks(
+            worker,
+            config,
+            chunks,
+            shards=self.shards(name),
+            workers=workers,
+            cpus=r.cpus,
+            gpus=r.gpus,
+            landed=landed,
+            log=self.log,
+        )
 
-    def train(self, loop: Callable[[dict, Any], None], config: dict, *, workers: int = 1,
-              cpus_per_worker: float = 1, gpus_per_worker: float = 0, backend: str = "ray",
-              output: str = "model") -> dict:
+    def train(
+        self,
+        loop: Callable[[dict, Any], None],
+        config: dict,
+        *,
+        workers: int = 1,
+        cpus_per_worker: float = 1,
+        gpus_per_worker: float = 0,
+        backend: str = "ray",
+        output: str = "model",
+    ) -> dict:
         """Run `loop(config, session)` on `workers` data-parallel workers (Ray Train, or
         this process with backend "local") and return the metrics the loop finished with.
         The session (stardag.training.TrainSession) gives the worker its rank, device and
@@ -217,8 +280,14 @@ class Context:
         from .training import Scaling, train
 
         storage = self._storage(f"{output}-training") if self._storage else None
-        return train(loop, config, Scaling(workers, cpus_per_worker, gpus_per_worker), backend,
-                     storage, self.output_dir(output))
+        return train(
+            loop,
+            config,
+            Scaling(workers, cpus_per_worker, gpus_per_worker),
+            backend,
+            storage,
+            self.output_dir(output),
+        )
 
     def output_dir(self, name: str) -> Path:
         """The empty directory to write the model output `name` into."""
@@ -231,8 +300,9 @@ class Context:
             return
         self._last_report = now
         of = f"/{total}" if total else ""
-        extra = "".join(f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}"
-                        for k, v in info.items())
+        extra = "".join(
+            f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}" for k, v in info.items()
+        )
         print(f"  {self.stage}: {done}{of} {unit}{extra}", file=sys.stderr, flush=True)
 
     def log(self, message: str):

@@ -38,10 +38,18 @@ class _Holder:
         return self.worker(index, chunk)
 
 
-def map_chunks(worker_cls: Callable[[dict], Callable[[int, Any], Any]], config: dict,
-               chunks: Sequence[Any], *, shards, workers: int = 1, cpus: float = 1,
-               gpus: float = 0, landed: Callable[[int, Any], None] | None = None,
-               log: Callable[[str], None] | None = None) -> list:
+def map_chunks(
+    worker_cls: Callable[[dict], Callable[[int, Any], Any]],
+    config: dict,
+    chunks: Sequence[Any],
+    *,
+    shards,
+    workers: int = 1,
+    cpus: float = 1,
+    gpus: float = 0,
+    landed: Callable[[int, Any], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list:
     """Every chunk's result (an Arrow table), in chunk order; see the module's docstring."""
     results: list = [None] * len(chunks)
     todo = []
@@ -52,8 +60,10 @@ def map_chunks(worker_cls: Callable[[dict], Callable[[int, Any], Any]], config: 
         else:
             results[i] = done
     if log and len(todo) < len(chunks):
-        log(f"resumed {len(chunks) - len(todo)} of {len(chunks)} shards committed by an "
-            "interrupted run")
+        log(
+            f"resumed {len(chunks) - len(todo)} of {len(chunks)} shards committed by an "
+            "interrupted run"
+        )
 
     for i, table in enumerate(results):
         if table is not None and landed:
@@ -98,15 +108,19 @@ def _in_ray() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def _on_actors(worker_cls, config, chunks, todo: list[int], landed, n: int, cpus: float,
-               gpus: float):
+def _on_actors(
+    worker_cls, config, chunks, todo: list[int], landed, n: int, cpus: float, gpus: float
+):
     import sys
 
     import ray
 
-    holder = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=ACTOR_RESTARTS,
-                        max_task_retries=ACTOR_RESTARTS)(_Holder)
-    actors = [holder.options(name=None).remote(worker_cls, config, list(sys.path)) for _ in range(n)]
+    holder = ray.remote(
+        num_cpus=cpus, num_gpus=gpus, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS
+    )(_Holder)
+    actors = [
+        holder.options(name=None).remote(worker_cls, config, list(sys.path)) for _ in range(n)
+    ]
     queue = list(todo)
     running: dict = {}
     try:

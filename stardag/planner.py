@@ -40,8 +40,14 @@ class PlanEntry:
 def node_key(node: Node, input_hashes: dict[str, str | None]) -> StageKey:
     """The node's key record; its inputs' hashes may still be unknown (None) while planning."""
     code = node.code
-    return StageKey(node.target, node.op.version, code.digest, node.key_params, input_hashes,
-                    code.libraries if node.libraries_in_key else None)
+    return StageKey(
+        node.target,
+        node.op.version,
+        code.digest,
+        node.key_params,
+        input_hashes,
+        code.libraries if node.libraries_in_key else None,
+    )
 
 
 def provenance(node: Node) -> dict:
@@ -66,8 +72,9 @@ def recorded(ref: dict | None) -> StageKey | None:
         return None
 
 
-def stale_causes(node: Node, ref: dict | None, hashes: dict[str, str | None],
-                 forced: bool) -> tuple[list[str], list[str]]:
+def stale_causes(
+    node: Node, ref: dict | None, hashes: dict[str, str | None], forced: bool
+) -> tuple[list[str], list[str]]:
     """Why `node` must run: the differences between its key record now and the one it
     resolved to last time (`ref`)."""
     causes, details = [], []
@@ -79,7 +86,9 @@ def stale_causes(node: Node, ref: dict | None, hashes: dict[str, str | None],
     old, new = recorded(ref), node_key(node, hashes)
     if old is None or old.format != FORMAT_VERSION:
         causes.append("code")
-        details.append(f"the store's key format changed (to {FORMAT_VERSION}): every stage runs once")
+        details.append(
+            f"the store's key format changed (to {FORMAT_VERSION}): every stage runs once"
+        )
         return causes, details
     if old.target != new.target:
         causes.append("code")
@@ -89,34 +98,44 @@ def stale_causes(node: Node, ref: dict | None, hashes: dict[str, str | None],
         details.append(f"version {old.version} -> {new.version}")
     elif old.code != new.code:
         causes.append("code")
-        lines = changes(ref.get("code_identity", {}).get("definitions", {}),
-                        node.code.definitions)
+        lines = changes(ref.get("code_identity", {}).get("definitions", {}), node.code.definitions)
         details.extend(lines or ["operator source changed"])
     if old.libraries != new.libraries:
         causes.append("libraries")
         if old.libraries is None or new.libraries is None:
-            details.append("library versions " + ("are now" if old.libraries is None else
-                                                  "are no longer") + " part of the key "
-                           "(libraries_in_key)")
+            details.append(
+                "library versions "
+                + ("are now" if old.libraries is None else "are no longer")
+                + " part of the key "
+                "(libraries_in_key)"
+            )
         else:
             details.extend(library_changes(old.libraries, new.libraries))
     if old.params != new.params:
         causes.append("params")
         for k in sorted(set(old.params) | set(new.params)):
             if old.params.get(k) != new.params.get(k):
-                details.append(_param_change(k, old.params.get(k, "(unset)"),
-                                             new.params.get(k, "(unset)")))
+                details.append(
+                    _param_change(k, old.params.get(k, "(unset)"), new.params.get(k, "(unset)"))
+                )
     changed = [k for k, h in hashes.items() if h is None or old.inputs.get(k) != h]
     if changed or set(old.inputs) != set(hashes):
         causes.append("inputs")
-        details.extend(f"input {k}: {node.inputs[k][0]} re-runs" if hashes[k] is None
-                       else f"input {k}: {node.inputs[k][0]} produced other data" for k in changed)
+        details.extend(
+            f"input {k}: {node.inputs[k][0]} re-runs"
+            if hashes[k] is None
+            else f"input {k}: {node.inputs[k][0]} produced other data"
+            for k in changed
+        )
     return causes, details
 
 
 def library_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    return [f"library {lib}: {old.get(lib, '(not imported)')} -> {new.get(lib, '(not imported)')}"
-            for lib in sorted(set(old) | set(new)) if old.get(lib) != new.get(lib)]
+    return [
+        f"library {lib}: {old.get(lib, '(not imported)')} -> {new.get(lib, '(not imported)')}"
+        for lib in sorted(set(old) | set(new))
+        if old.get(lib) != new.get(lib)
+    ]
 
 
 def library_notes(node: Node, recorded_with: dict | None) -> list[str]:
@@ -127,8 +146,10 @@ def library_notes(node: Node, recorded_with: dict | None) -> list[str]:
     old = recorded_with.get("libraries")
     if not isinstance(old, dict):
         return []
-    return [f"{line} (not in the key; `libraries_in_key: true` would re-run it)"
-            for line in library_changes(old, node.code.libraries)]
+    return [
+        f"{line} (not in the key; `libraries_in_key: true` would re-run it)"
+        for line in library_changes(old, node.code.libraries)
+    ]
 
 
 def _param_change(name: str, old, new) -> str:
@@ -151,8 +172,9 @@ def _files_of(value) -> list[dict] | None:
     return None
 
 
-def make_plan(graph: Graph, store: Store, force: set[str] = frozenset(),
-              selected: set[str] | None = None) -> list[PlanEntry]:
+def make_plan(
+    graph: Graph, store: Store, force: set[str] = frozenset(), selected: set[str] | None = None
+) -> list[PlanEntry]:
     manifests: dict[str, dict | None] = {}
     entries = []
     for node in graph.nodes.values():
@@ -165,9 +187,18 @@ def make_plan(graph: Graph, store: Store, force: set[str] = frozenset(),
         forced = node.id in force
         if manifest is not None and not forced:
             manifests[node.id] = manifest
-            entries.append(PlanEntry(node.id, node.stage, node.iteration, "cached", [], key,
-                                     manifest=manifest,
-                                     notes=library_notes(node, manifest.get("code_identity"))))
+            entries.append(
+                PlanEntry(
+                    node.id,
+                    node.stage,
+                    node.iteration,
+                    "cached",
+                    [],
+                    key,
+                    manifest=manifest,
+                    notes=library_notes(node, manifest.get("code_identity")),
+                )
+            )
             continue
         manifests[node.id] = None
         causes, details = stale_causes(node, store.read_ref(graph.name, node.id), hashes, forced)

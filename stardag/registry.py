@@ -47,16 +47,21 @@ def resolve(ref: str) -> type[Operator]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UnknownOperator(f"operator {ref!r}: cannot import module {module_name!r} ({e})") from None
+        raise UnknownOperator(
+            f"operator {ref!r}: cannot import module {module_name!r} ({e})"
+        ) from None
     except SystemExit as e:  # would end stardag without a word
-        raise UnknownOperator(f"operator {ref!r}: importing module {module_name!r} called "
-                              f"sys.exit({e.code!r})") from None
+        raise UnknownOperator(
+            f"operator {ref!r}: importing module {module_name!r} called sys.exit({e.code!r})"
+        ) from None
     cls = getattr(module, attr, None)
     if cls is None:
         raise UnknownOperator(f"operator {ref!r}: module {module_name!r} has no {attr!r}")
     if not (isinstance(cls, type) and issubclass(cls, Operator)):
         raise UnknownOperator(f"operator {ref!r}: {attr!r} is not a stardag Operator subclass")
     if cls.run is Operator.run:
-        raise UnknownOperator(f"operator {ref!r}: {attr!r} defines no run() (an operator "
-                              "subclasses Operator and implements run)")
+        raise UnknownOperator(
+            f"operator {ref!r}: {attr!r} defines no run() (an operator "
+            "subclasses Operator and implements run)"
+        )
     return cls

@@ -39,13 +39,15 @@ def _metrics_stages(ld: Loaded) -> tuple[str | None, str | None]:
             (loop if node.iteration else top).append(node.stage)
     loop = list(dict.fromkeys(loop))
     if not loop and not top:
-        raise SpecError("no stage of this spec outputs `metrics` (an evaluate stage)",
-                        str(ld.graph.loaded.path))
+        raise SpecError(
+            "no stage of this spec outputs `metrics` (an evaluate stage)", str(ld.graph.loaded.path)
+        )
     return (top[0] if len(top) == 1 else None), (loop[0] if loop else None)
 
 
-def collect(spec_path, overrides=(), store=None, stage: str | None = None,
-            base: str | None = None) -> dict:
+def collect(
+    spec_path, overrides=(), store=None, stage: str | None = None, base: str | None = None
+) -> dict:
     """{"iterations": [{"iteration", "accuracy", "n", "ci95", "by_slice", ..., "training"}]}
     (see `entry_of`; `training`: that iteration's training log, [{step, loss, lr}])"""
     ld = load(spec_path, overrides, store)
@@ -55,8 +57,9 @@ def collect(spec_path, overrides=(), store=None, stage: str | None = None,
     if base:
         nodes.append((0, base))
     if stage:
-        nodes += [(n.iteration, n.id) for n in ld.graph.nodes.values()
-                  if n.stage == stage and n.iteration]
+        nodes += [
+            (n.iteration, n.id) for n in ld.graph.nodes.values() if n.stage == stage and n.iteration
+        ]
     cached = {e.node: e.manifest for e in make_plan(ld.graph, ld.store) if e.status == "cached"}
     iterations, missing = [], []
     for i, node_id in nodes:
@@ -96,9 +99,19 @@ def entry_of(iteration: int, rows: list[dict]) -> dict:
     (`ci95`), the same per slice, the training data used, faithful shares, the share of
     held-out completions cut off at the token limit, and where the held-out problems came
     from (`heldout`: {description: n})."""
-    entry = {"iteration": iteration, "accuracy": None, "n": None, "ci95": None, "by_slice": {},
-             "by_slice_n": {}, "by_slice_ci95": {}, "train_used": {}, "faithful": {},
-             "truncated": None, "heldout": {}}
+    entry = {
+        "iteration": iteration,
+        "accuracy": None,
+        "n": None,
+        "ci95": None,
+        "by_slice": {},
+        "by_slice_n": {},
+        "by_slice_ci95": {},
+        "train_used": {},
+        "faithful": {},
+        "truncated": None,
+        "heldout": {},
+    }
     for r in rows:
         if r["kind"] == "accuracy" and r["slice"] == "all":
             entry.update(accuracy=r["value"], n=r["n"], ci95=wilson(r["value"], r["n"]))
@@ -118,8 +131,11 @@ def entry_of(iteration: int, rows: list[dict]) -> dict:
 def table(report: dict) -> str:
     its = report["iterations"]
     slices = sorted({s for e in its for s in e["by_slice"]}, key=lambda s: (len(s), s))
-    head = ["iter", "n", "accuracy (95% CI)"] + [f"acc[{s}] (95% CI, n)" for s in slices] + [
-        "truncated", "used:gen", "used:rat", "faithful:gen", "faithful:rat"]
+    head = (
+        ["iter", "n", "accuracy (95% CI)"]
+        + [f"acc[{s}] (95% CI, n)" for s in slices]
+        + ["truncated", "used:gen", "used:rat", "faithful:gen", "faithful:rat"]
+    )
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}%"
@@ -132,13 +148,22 @@ def table(report: dict) -> str:
 
     rows = [head]
     for e in its:
-        cells = [str(e["iteration"]), "-" if e["n"] is None else str(e["n"]),
-                 acc(e["accuracy"], e["ci95"])]
-        cells += [acc(e["by_slice"].get(s), e["by_slice_ci95"].get(s), e["by_slice_n"].get(s))
-                  for s in slices]
-        cells += [pct(e["truncated"]),
-                  pct(e["train_used"].get("generation")), pct(e["train_used"].get("rationalization")),
-                  pct(e["faithful"].get("generation")), pct(e["faithful"].get("rationalization"))]
+        cells = [
+            str(e["iteration"]),
+            "-" if e["n"] is None else str(e["n"]),
+            acc(e["accuracy"], e["ci95"]),
+        ]
+        cells += [
+            acc(e["by_slice"].get(s), e["by_slice_ci95"].get(s), e["by_slice_n"].get(s))
+            for s in slices
+        ]
+        cells += [
+            pct(e["truncated"]),
+            pct(e["train_used"].get("generation")),
+            pct(e["train_used"].get("rationalization")),
+            pct(e["faithful"].get("generation")),
+            pct(e["faithful"].get("rationalization")),
+        ]
         rows.append(cells)
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     lines = ["  ".join(f"{c:>{w}}" for c, w in zip(r, widths)) for r in rows]
@@ -161,8 +186,9 @@ def plot(report: dict, path: Path):
 
     its = report["iterations"]
     curves = [e for e in its if e.get("training")]
-    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 7, 4.2), dpi=120,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if curves else 1, figsize=(12 if curves else 7, 4.2), dpi=120, squeeze=False
+    )
     ax = axes[0][0]
     slices = sorted({s for e in its for s in e["by_slice"]}, key=lambda s: (len(s), s))
     xs = [e["iteration"] for e in its]
@@ -171,19 +197,24 @@ def plot(report: dict, path: Path):
         """Accuracy in % and its 95% interval as errorbar's (below, above) distances."""
         ys = [float("nan") if v is None else 100 * v for v in values]
         # never negative, as errorbar requires, whatever the rounding
-        lows = [0.0 if ci is None or y != y else max(0.0, y - 100 * ci[0])
-                for y, ci in zip(ys, intervals)]
-        highs = [0.0 if ci is None or y != y else max(0.0, 100 * ci[1] - y)
-                 for y, ci in zip(ys, intervals)]
+        lows = [
+            0.0 if ci is None or y != y else max(0.0, y - 100 * ci[0])
+            for y, ci in zip(ys, intervals)
+        ]
+        highs = [
+            0.0 if ci is None or y != y else max(0.0, 100 * ci[1] - y)
+            for y, ci in zip(ys, intervals)
+        ]
         return ys, [lows, highs]
 
     for j, s in enumerate(slices):
-        ys, err = bars([e["by_slice"].get(s) for e in its], [e["by_slice_ci95"].get(s) for e in its])
+        ys, err = bars(
+            [e["by_slice"].get(s) for e in its], [e["by_slice_ci95"].get(s) for e in its]
+        )
         shift = 0.05 * (j + 1)  # each slice's bars beside those of `all`, not over them
         ax.errorbar([x + shift for x in xs], ys, yerr=err, marker="o", capsize=3, label=s)
     ys, err = bars([e["accuracy"] for e in its], [e["ci95"] for e in its])
-    ax.errorbar(xs, ys, yerr=err, color="black", linewidth=2.5, marker="s", capsize=4,
-                label="all")
+    ax.errorbar(xs, ys, yerr=err, color="black", linewidth=2.5, marker="s", capsize=4, label="all")
     ax.set_xlabel("iteration (0 = before training)")
     ax.set_ylabel("held-out accuracy (%, 95% CI)")
     ax.set_ylim(-2, 102)
@@ -194,8 +225,11 @@ def plot(report: dict, path: Path):
     if curves:
         loss_ax = axes[0][1]
         for e in curves:
-            loss_ax.plot([s["step"] for s in e["training"]], [s["loss"] for s in e["training"]],
-                         label=f"iteration {e['iteration']}")
+            loss_ax.plot(
+                [s["step"] for s in e["training"]],
+                [s["loss"] for s in e["training"]],
+                label=f"iteration {e['iteration']}",
+            )
         loss_ax.set_xlabel("training step")
         loss_ax.set_ylabel("training loss")
         loss_ax.grid(alpha=0.3)

@@ -35,8 +35,9 @@ class Resources(_Frozen):
 
     cpus: float | None = Field(None, ge=0, allow_inf_nan=False)
     gpus: float | None = Field(None, ge=0, allow_inf_nan=False)
-    memory: int | None = Field(None, ge=0, le=MAX_MEMORY,
-                               description="bytes; '4GB'-style strings accepted")
+    memory: int | None = Field(
+        None, ge=0, le=MAX_MEMORY, description="bytes; '4GB'-style strings accepted"
+    )
     custom: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
 
     @field_validator("memory", mode="before")
@@ -49,9 +50,11 @@ class Resources(_Frozen):
             unit = m.group(2).upper().rstrip("B").rstrip("I")
             size = float(m.group(1)) * 1024 ** " KMGT".index(unit or " ")
             if size > MAX_MEMORY:  # also infinity, for a number of hundreds of digits
-                raise ValueError(f"memory size {v[:20]!r}... is larger than {MAX_MEMORY:,} bytes"
-                                 if len(v) > 20 else
-                                 f"memory size {v!r} is larger than {MAX_MEMORY:,} bytes")
+                raise ValueError(
+                    f"memory size {v[:20]!r}... is larger than {MAX_MEMORY:,} bytes"
+                    if len(v) > 20
+                    else f"memory size {v!r} is larger than {MAX_MEMORY:,} bytes"
+                )
             return int(size)
         return v
 
@@ -116,6 +119,7 @@ class LoadedSpec:
 
 # --- YAML with line numbers -------------------------------------------------------------
 
+
 class _Loader(yaml.SafeLoader):
     """The safe loader, reading exponent floats as YAML 1.2 does: `1e-3`, `2E5` and `1.5e3`
     are numbers (YAML 1.1 wants a dot and a signed exponent, and would read strings)."""
@@ -124,11 +128,16 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+    list("-+0123456789."),
+)
 
 
-_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
-         yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+_OPEN = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
 _CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 
@@ -153,9 +162,13 @@ def not_regular_file(path: Path) -> str | None:
     mode = path.stat().st_mode
     if stat.S_ISREG(mode):
         return None
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISSOCK, "a socket")]
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
@@ -170,14 +183,18 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
     except OSError as e:
         raise SpecError(f"cannot read spec: {e.strerror}", str(path)) from None
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise SpecError(f"spec is not UTF-8 text (byte {e.object[e.start]:#04x})", str(path),
-                        line) from None
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise SpecError(
+            f"spec is not UTF-8 text (byte {e.object[e.start]:#04x})", str(path), line
+        ) from None
     try:
         deep = _too_deep(text)
         if deep is not None:
-            raise SpecError(f"invalid YAML: mappings and lists nested more than {MAX_DEPTH} "
-                            "levels deep", str(path), deep)
+            raise SpecError(
+                f"invalid YAML: mappings and lists nested more than {MAX_DEPTH} levels deep",
+                str(path),
+                deep,
+            )
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -187,8 +204,9 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
             problem += f" ({context} from line {context_mark.line + 1})"
             if mark is None or mark.index >= len(text.rstrip()):
                 mark = context_mark  # "end of stream": the line that was left open
-        raise SpecError(f"invalid YAML: {problem}", str(path),
-                        mark.line + 1 if mark else None) from None
+        raise SpecError(
+            f"invalid YAML: {problem}", str(path), mark.line + 1 if mark else None
+        ) from None
     if node is None:
         raise SpecError("spec is empty", str(path))
     origins: Origins = {}
@@ -202,15 +220,21 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
         if len(key_path) == 1:
             top_line[0] = line
         if len(origins) > MAX_VALUES:  # aliases of aliases grow exponentially ("billion laughs")
-            raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML aliases "
-                            "that repeat aliases?)", str(path), top_line[0])
+            raise SpecError(
+                f"the spec expands to more than {MAX_VALUES:,} values (YAML aliases "
+                "that repeat aliases?)",
+                str(path),
+                top_line[0],
+            )
         if type(n) in plain:
             if n.tag != plain[type(n)]:
-                raise SpecError(f"YAML tag {n.tag} is not supported", str(path),
-                                n.start_mark.line + 1)
+                raise SpecError(
+                    f"YAML tag {n.tag} is not supported", str(path), n.start_mark.line + 1
+                )
             if id(n) in open_nodes:
-                raise SpecError("a YAML alias refers to a mapping or list that contains it",
-                                str(path), line)
+                raise SpecError(
+                    "a YAML alias refers to a mapping or list that contains it", str(path), line
+                )
             open_nodes.add(id(n))
             try:
                 return build_collection(n, key_path)
@@ -223,11 +247,13 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
             return constructor.construct_object(n)
         except yaml.YAMLError as e:
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise SpecError(f"invalid YAML value: {problem}", str(path),
-                            n.start_mark.line + 1) from None
+            raise SpecError(
+                f"invalid YAML value: {problem}", str(path), n.start_mark.line + 1
+            ) from None
         except ValueError:  # Python reads integers of up to 4300 digits
-            raise SpecError(f"invalid YAML value: {_too_long(n.value)}", str(path),
-                            n.start_mark.line + 1) from None
+            raise SpecError(
+                f"invalid YAML value: {_too_long(n.value)}", str(path), n.start_mark.line + 1
+            ) from None
 
     def build_collection(n, key_path):
         if isinstance(n, yaml.MappingNode):
@@ -238,14 +264,18 @@ def _load_yaml(path: Path) -> tuple[Any, Origins]:
                     for src in sources:
                         value = build(src, key_path, k.start_mark.line + 1)
                         if not isinstance(value, dict):
-                            raise SpecError("a merge key (<<) must name a mapping", str(path),
-                                            k.start_mark.line + 1)
+                            raise SpecError(
+                                "a merge key (<<) must name a mapping",
+                                str(path),
+                                k.start_mark.line + 1,
+                            )
                         merged.update({mk: mv for mk, mv in value.items() if mk not in merged})
                     continue
                 key = scalar(k)
                 if not isinstance(key, (str, int, float, bool)):
-                    raise SpecError("mapping keys must be plain scalars", str(path),
-                                    k.start_mark.line + 1)
+                    raise SpecError(
+                        "mapping keys must be plain scalars", str(path), k.start_mark.line + 1
+                    )
                 # `yes:`, `no:`, `on:`, `off:` are YAML 1.1 booleans: as keys, the text meant
                 key = k.value if isinstance(key, bool) else str(key)
                 if key in out:
@@ -263,6 +293,7 @@ def _too_long(text: str) -> str:
 
 
 # --- merging: extends and --set ---------------------------------------------------------
+
 
 def _merge(base: Any, over: Any, base_origins: Origins, over_origins: Origins, at: tuple):
     """Deep-merge mappings; a null in the override deletes the key; anything else replaces."""
@@ -286,13 +317,13 @@ def _merge(base: Any, over: Any, base_origins: Origins, over_origins: Origins, a
 
 
 def _drop(origins: Origins, at: tuple):
-    for k in [k for k in origins if k[:len(at)] == at]:
+    for k in [k for k in origins if k[: len(at)] == at]:
         del origins[k]
 
 
 def _copy(src: Origins, dst: Origins, at: tuple):
     for k, v in src.items():
-        if k[:len(at)] == at:
+        if k[: len(at)] == at:
             dst[k] = v
 
 
@@ -311,24 +342,26 @@ def _read_with_extends(path: Path, seen: tuple = ()) -> tuple[dict, Origins]:
     path = _resolve(path)
     data, origins = _load_yaml(path)
     if not isinstance(data, dict):
-        raise SpecError("a spec must be a mapping of keys (name, stages, loop, ...)",
-                        str(path), 1)
+        raise SpecError("a spec must be a mapping of keys (name, stages, loop, ...)", str(path), 1)
     parent = data.pop("extends", None)
     if parent is None:
         return data, origins
     if not isinstance(parent, str):
         raise SpecError("`extends` must be a path to a spec file", *origins[("extends",)])
-    parent_path = (path.parent / parent)
+    parent_path = path.parent / parent
     try:
         kind = not_regular_file(parent_path)
     except FileNotFoundError:
-        raise SpecError(f"`extends` names a missing file: {parent}", *origins[("extends",)]) from None
+        raise SpecError(
+            f"`extends` names a missing file: {parent}", *origins[("extends",)]
+        ) from None
     except OSError as e:
         why = "a loop of symbolic links" if e.errno == errno.ELOOP else e.strerror
         raise SpecError(f"`extends` names {why}: {parent}", *origins[("extends",)]) from None
     if kind:
-        raise SpecError(f"`extends` names {kind}, not a spec file: {parent}",
-                        *origins[("extends",)])
+        raise SpecError(
+            f"`extends` names {kind}, not a spec file: {parent}", *origins[("extends",)]
+        )
     if parent_path.resolve() in seen + (path,):
         start = (seen[0] if seen else path).parent
         chain = " -> ".join(os.path.relpath(p, start) for p in seen + (path, parent_path.resolve()))
@@ -349,19 +382,29 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     if any(not p for p in parts):
         raise SpecError(f"override key {key!r} has an empty part", "--set")
     try:
-        if any(isinstance(t, (yaml.AliasToken, yaml.AnchorToken))
-               for t in yaml.scan(value, Loader=_Loader)):
-            raise SpecError(f"override {text!r}: a value given with --set cannot use YAML "
-                            "anchors or aliases (& or *)", "--set")
+        if any(
+            isinstance(t, (yaml.AliasToken, yaml.AnchorToken))
+            for t in yaml.scan(value, Loader=_Loader)
+        ):
+            raise SpecError(
+                f"override {text!r}: a value given with --set cannot use YAML "
+                "anchors or aliases (& or *)",
+                "--set",
+            )
         if _too_deep(value) is not None:
-            raise SpecError(f"override {text!r}: value nests mappings and lists more than "
-                            f"{MAX_DEPTH} levels deep", "--set")
+            raise SpecError(
+                f"override {text!r}: value nests mappings and lists more than "
+                f"{MAX_DEPTH} levels deep",
+                "--set",
+            )
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else ""
     except ValueError:  # an integer of more than 4300 digits
         raise SpecError(f"override {key}=...: {_too_long(value)}", "--set") from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"override {text!r}: value is not valid YAML ({problem})", "--set") from None
+        raise SpecError(
+            f"override {text!r}: value is not valid YAML ({problem})", "--set"
+        ) from None
     return parts, parsed
 
 
@@ -394,19 +437,21 @@ def _apply_override(data: dict, origins: Origins, text: str):
                 raise SpecError(_unknown("stage", part, node), "--set " + text)
             model = _model_at(parts[:depth])
             if (model in (Spec, StageSpec) and part in model.model_fields) or parent in (
-                    "params", "resources"):
+                "params",
+                "resources",
+            ):
                 node[part] = {}
-                origins[parts[:depth + 1]] = ("--set " + text, None)
+                origins[parts[: depth + 1]] = ("--set " + text, None)
             else:
                 known = set(node) | set(model.model_fields if model else ())
                 close = difflib.get_close_matches(part, sorted(known), n=3)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise SpecError(f"no key {'.'.join(parts[:depth + 1])!r} in the spec{hint}",
-                                "--set " + text)
+                raise SpecError(
+                    f"no key {'.'.join(parts[: depth + 1])!r} in the spec{hint}", "--set " + text
+                )
         node = node[part] if isinstance(node, dict) else None
         if not isinstance(node, dict):
-            raise SpecError(f"{'.'.join(parts[:depth + 1])!r} is not a mapping",
-                            "--set " + text)
+            raise SpecError(f"{'.'.join(parts[: depth + 1])!r} is not a mapping", "--set " + text)
     if value is None:
         node.pop(parts[-1], None)
     else:
@@ -436,8 +481,14 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             # an input given as a mapping: report why it is not a `previous` mapping
             err = next((x for x in errors if "PreviousRef" in x["loc"]), err)
         if err["type"] == "missing":  # a misspelt key shows as missing + unknown: name the typo
-            err = next((x for x in errors if x["type"] == "extra_forbidden"
-                        and x["loc"][:-1] == err["loc"][:-1]), err)
+            err = next(
+                (
+                    x
+                    for x in errors
+                    if x["type"] == "extra_forbidden" and x["loc"][:-1] == err["loc"][:-1]
+                ),
+                err,
+            )
         loc = tuple(str(x) for x in err["loc"])
         # pydantic adds union-member names (e.g. 'str', 'PreviousRef') to the location
         key_path = tuple(x for x in loc if x not in ("str", "PreviousRef"))
@@ -445,21 +496,30 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise loaded.error(_describe(err, key_path), key_path, stage) from None
     names = list(spec.stages) + (list(spec.loop.stages) if spec.loop else [])
     for name in names:
-        where = ("loop", "stages", name) if spec.loop and name in spec.loop.stages else ("stages", name)
+        where = (
+            ("loop", "stages", name) if spec.loop and name in spec.loop.stages else ("stages", name)
+        )
         if not STAGE_NAME.match(name):
-            raise loaded.error("stage names must be letters, digits, '_' or '-' and start with a "
-                               "letter or '_'", where, name)
+            raise loaded.error(
+                "stage names must be letters, digits, '_' or '-' and start with a letter or '_'",
+                where,
+                name,
+            )
         if len(name) > MAX_NAME:
-            raise loaded.error(f"stage names must be at most {MAX_NAME} characters (this one "
-                               f"has {len(name)})", where, name[:40] + "...")
+            raise loaded.error(
+                f"stage names must be at most {MAX_NAME} characters (this one has {len(name)})",
+                where,
+                name[:40] + "...",
+            )
         if spec.loop and name in spec.loop.stages and name in spec.stages:
-            raise loaded.error("a stage name is used both inside and outside the loop",
-                               where, name)
+            raise loaded.error("a stage name is used both inside and outside the loop", where, name)
     if not STAGE_NAME.match(spec.name):
         raise loaded.error("the spec name must be letters, digits, '_' or '-'", ("name",))
     if len(spec.name) > MAX_NAME:
-        raise loaded.error(f"the spec name must be at most {MAX_NAME} characters (it has "
-                           f"{len(spec.name)})", ("name",))
+        raise loaded.error(
+            f"the spec name must be at most {MAX_NAME} characters (it has {len(spec.name)})",
+            ("name",),
+        )
     loaded.spec = spec
     return loaded
 
@@ -475,12 +535,16 @@ def _describe(err: dict, key_path: tuple) -> str:
     if err["type"] == "missing":
         return f"missing required key {field!r}"
     if "str" in err["loc"]:
-        return (f"{field}: expected an input reference (stage[.output][@N|@last]) or a mapping "
-                f"{{previous: stage, initial: stage}} (got {err.get('input')!r:.60})")
+        return (
+            f"{field}: expected an input reference (stage[.output][@N|@last]) or a mapping "
+            f"{{previous: stage, initial: stage}} (got {err.get('input')!r:.60})"
+        )
     if err["type"] in ("model_type", "dict_type"):
         what = "the stage" if field == "stage" else repr(field)
         got = "is empty" if err.get("input") is None else f"is {err.get('input')!r:.60}"
-        return f"{what} {got}: expected a mapping" + (" with at least `op:`" if field == "stage" else "")
+        return f"{what} {got}: expected a mapping" + (
+            " with at least `op:`" if field == "stage" else ""
+        )
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] != "value_error" and not isinstance(err.get("input"), (dict, list)):
         msg += f" (got {err.get('input')!r:.60})"

@@ -40,8 +40,9 @@ def resolve_root(uri: str):
     filesystem is None until needed: a cached run reads manifests with plain file calls and
     need not import pyarrow."""
     if not uri.strip() or uri.rstrip("/") in ("file:", "file:/"):
-        raise StoreError(f"store {uri!r} names no place: give a directory or a URI such as "
-                         "s3://bucket/prefix")
+        raise StoreError(
+            f"store {uri!r} names no place: give a directory or a URI such as s3://bucket/prefix"
+        )
     if "://" in uri and not uri.startswith("file://"):
         import pyarrow.fs as pafs
 
@@ -70,9 +71,14 @@ def _with_timeout(uri: str) -> str:
 
 
 def _oserror(action: str, e: Exception) -> StoreError:
-    reason = {errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
-              errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded",
-              errno.EFBIG: "file size limit exceeded", errno.ENOENT: "no such file or directory"}
+    reason = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EFBIG: "file size limit exceeded",
+        errno.ENOENT: "no such file or directory",
+    }
     code = getattr(e, "errno", None)
     if code is None:  # pyarrow's errors carry the errno in their text only
         import re
@@ -82,8 +88,10 @@ def _oserror(action: str, e: Exception) -> StoreError:
     why = reason.get(code, getattr(e, "strerror", None) or str(e)).split(" error_info=")[0]
     if len(why) > 300:  # cloud clients explain at length
         why = why[:300] + "..."
-    return StoreError(f"store: cannot {action}: {why}"
-                      + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
+    return StoreError(
+        f"store: cannot {action}: {why}"
+        + (f" ({e.filename})" if getattr(e, "filename", None) else "")
+    )
 
 
 @dataclass
@@ -104,8 +112,10 @@ class Staging:
         tmp/) was deleted under the run, whatever the stage wrote before is gone with it,
         and publishing what is left would make an incomplete artifact look whole."""
         if not (self.path / STAGING_MARK).exists():
-            raise StoreError(f"store: the staging directory of this stage vanished while it ran "
-                             f"({self.path}): was the store deleted or cleaned under the run?")
+            raise StoreError(
+                f"store: the staging directory of this stage vanished while it ran "
+                f"({self.path}): was the store deleted or cleaned under the run?"
+            )
 
 
 def _local_cache() -> Path:
@@ -141,16 +151,22 @@ def _malformed(m: dict) -> str | None:
     if not isinstance(files, dict):
         return "has no file list"
     for name, out in outputs.items():
-        if not (isinstance(out, dict) and out.get("kind") in ("dataset", "model")
-                and isinstance(out.get("content_hash"), str)):
+        if not (
+            isinstance(out, dict)
+            and out.get("kind") in ("dataset", "model")
+            and isinstance(out.get("content_hash"), str)
+        ):
             return f"describes output {name!r} badly"
         if out["kind"] == "dataset" and not isinstance(out.get("rows"), int):
             return f"gives no row count for output {name!r}"
         if not any(rel.startswith(name + "/") for rel in files):
             return f"lists no file of output {name!r}"
     for rel, meta in files.items():
-        if not (isinstance(meta, dict) and isinstance(meta.get("size"), int)
-                and isinstance(meta.get("xxh3"), str)):
+        if not (
+            isinstance(meta, dict)
+            and isinstance(meta.get("size"), int)
+            and isinstance(meta.get("xxh3"), str)
+        ):
             return f"describes file {rel} badly"
         if rel.split("/", 1)[0] not in outputs or ".." in rel.split("/"):
             return f"lists file {rel}, of no output"
@@ -202,8 +218,9 @@ class ShardLog:
                 if not os.path.exists(path):
                     return None
                 return pq.read_table(path, page_checksum_verification=True)
-            return pq.read_table(pa.BufferReader(_arrow_bytes(self.store.fs, path)),
-                                 page_checksum_verification=True)
+            return pq.read_table(
+                pa.BufferReader(_arrow_bytes(self.store.fs, path)), page_checksum_verification=True
+            )
         except FileNotFoundError:
             return None
         except Exception:  # truncated or damaged: recompute that shard
@@ -293,8 +310,11 @@ class Store:
         except (ValueError, UnicodeDecodeError):
             return {"__unreadable__": True}
         # every file of the store holds an object; anything else was damaged by hand
-        return obj if isinstance(obj, dict) and "__unreadable__" not in obj else {
-            "__unreadable__": True}
+        return (
+            obj
+            if isinstance(obj, dict) and "__unreadable__" not in obj
+            else {"__unreadable__": True}
+        )
 
     def manifest(self, key: str) -> dict | None:
         """The manifest of a complete artifact, None if there is none. Cheap checks only
@@ -316,8 +336,10 @@ class Store:
         if m.get("format") != FORMAT_VERSION:
             raise CorruptArtifact(key, f"store format {m.get('format')} != {FORMAT_VERSION}")
         if _recorded_key(m) != key:
-            raise CorruptArtifact(key, "manifest does not hash to its key (its operator, "
-                                       "params or inputs were edited)")
+            raise CorruptArtifact(
+                key,
+                "manifest does not hash to its key (its operator, params or inputs were edited)",
+            )
         problem = _malformed(m)
         if problem:
             raise CorruptArtifact(key, f"manifest {problem}")
@@ -328,8 +350,9 @@ class Store:
             if size is None:
                 raise CorruptArtifact(key, f"file {rel} is missing")
             if size != meta["size"]:
-                raise CorruptArtifact(key, f"file {rel} has {size} bytes, manifest says "
-                                           f"{meta['size']}")
+                raise CorruptArtifact(
+                    key, f"file {rel} has {size} bytes, manifest says {meta['size']}"
+                )
         unlisted = sorted(self._listing(base) - set(files))
         if unlisted:
             raise CorruptArtifact(key, f"file {unlisted[0]} is not in the manifest")
@@ -337,14 +360,15 @@ class Store:
     def _listing(self, base: str) -> set[str]:
         """The files under an artifact's directory (its manifest aside)."""
         if self.local is not None:
-            return {os.path.relpath(os.path.join(d, f), base) for d, _, names in os.walk(base)
-                    for f in names} - {MANIFEST}
+            return {
+                os.path.relpath(os.path.join(d, f), base)
+                for d, _, names in os.walk(base)
+                for f in names
+            } - {MANIFEST}
         import pyarrow.fs as pafs
 
-        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True,
-                                                        allow_not_found=True))
-        return {i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File} - {
-            MANIFEST}
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return {i.path[len(base) + 1 :] for i in infos if i.type == pafs.FileType.File} - {MANIFEST}
 
     def _size(self, path: str) -> int | None:
         if self.local is not None:
@@ -421,9 +445,12 @@ class Store:
 
             tmp = cache / f"{key}.{uuid.uuid4().hex[:8]}"
             (tmp / output).mkdir(parents=True)
-            pafs.copy_files(f"{self._files(key, m)}/{output}", str(tmp / output),
-                            source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
+            pafs.copy_files(
+                f"{self._files(key, m)}/{output}",
+                str(tmp / output),
+                source_filesystem=self.fs,
+                destination_filesystem=pafs.LocalFileSystem(),
+            )
             (tmp / output / ".complete").touch()
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -435,8 +462,11 @@ class Store:
     def _same_files(self, key: str, m: dict, output: str, path: Path, ignore=frozenset()):
         """A local copy of a model holds exactly the files its manifest names, with their
         sizes (a file added to it would reach every stage that reads it)."""
-        want = {rel[len(output) + 1:]: meta["size"] for rel, meta in m["files"].items()
-                if rel.startswith(output + "/")}
+        want = {
+            rel[len(output) + 1 :]: meta["size"]
+            for rel, meta in m["files"].items()
+            if rel.startswith(output + "/")
+        }
         have = {}
         for root, _, files in os.walk(path):
             for f in files:
@@ -445,8 +475,12 @@ class Store:
                     have[rel] = os.path.getsize(os.path.join(root, f))
         if have != want:
             extra = sorted(set(have) - set(want))
-            raise CorruptArtifact(key, f"file {extra[0]} is not in the manifest" if extra
-                                  else "its files differ from the manifest")
+            raise CorruptArtifact(
+                key,
+                f"file {extra[0]} is not in the manifest"
+                if extra
+                else "its files differ from the manifest",
+            )
 
     def set_aside_input(self, key: str, path: Path, why: str):
         """An input that a stage changed: quarantined (local store) or its local copy dropped
@@ -462,8 +496,9 @@ class Store:
         self._obj(key)  # checks the key: a staging directory stays under tmp/
         from .leases import staging_space
 
-        name = (f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-                f"-{staging_space()}")
+        name = (
+            f"{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}-{staging_space()}"
+        )
         if self.local is not None:
             path = self.local / "tmp" / name
         else:
@@ -487,8 +522,12 @@ class Store:
             pq.write_table(table, d / "part-0.parquet", compression="zstd")
         except OSError as e:
             raise _oserror("write a dataset", e) from None
-        return {"kind": "dataset", "content_hash": table_hash(table), "rows": table.num_rows,
-                "schema": {f.name: str(f.type) for f in table.schema}}
+        return {
+            "kind": "dataset",
+            "content_hash": table_hash(table),
+            "rows": table.num_rows,
+            "schema": {f.name: str(f.type) for f in table.schema},
+        }
 
     def seal_directory(self, staging: Staging, output: str) -> dict:
         """Hash a model/directory output that an operator wrote into staging."""
@@ -513,10 +552,17 @@ class Store:
         files = {}
         for p in sorted(staging.path.rglob("*")):
             if p.is_file():
-                files[p.relative_to(staging.path).as_posix()] = {"size": p.stat().st_size,
-                                                                 "xxh3": file_hash(p)}
-        manifest = {**manifest, "format": FORMAT_VERSION, "key": staging.key, "files": files,
-                    "created": time.time()}
+                files[p.relative_to(staging.path).as_posix()] = {
+                    "size": p.stat().st_size,
+                    "xxh3": file_hash(p),
+                }
+        manifest = {
+            **manifest,
+            "format": FORMAT_VERSION,
+            "key": staging.key,
+            "files": files,
+            "created": time.time(),
+        }
         if self.local is None:
             manifest["data"] = f"data-{uuid.uuid4().hex}"
         final = self._obj(staging.key)
@@ -553,11 +599,15 @@ class Store:
             return
         data = json.loads((staging.path / MANIFEST).read_text())["data"]
         for rel in files:
-            with open(staging.path / rel, "rb") as src, \
-                    self.fs.open_output_stream(f"{final}/{data}/{rel}") as dst:
+            with (
+                open(staging.path / rel, "rb") as src,
+                self.fs.open_output_stream(f"{final}/{data}/{rel}") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 22)
-        with open(staging.path / MANIFEST, "rb") as src, \
-                self.fs.open_output_stream(f"{final}/{MANIFEST}") as dst:
+        with (
+            open(staging.path / MANIFEST, "rb") as src,
+            self.fs.open_output_stream(f"{final}/{MANIFEST}") as dst,
+        ):
             dst.write(src.read())
         self.discard(staging)
 
@@ -568,8 +618,10 @@ class Store:
         """Move a corrupt artifact aside (so it is recomputed) and say so."""
         import sys
 
-        print(f"warning: artifact {key[:12]} is corrupt ({why}); it will be recomputed",
-              file=sys.stderr)
+        print(
+            f"warning: artifact {key[:12]} is corrupt ({why}); it will be recomputed",
+            file=sys.stderr,
+        )
         src = self._obj(key)
         dest = f"{self.root}/quarantine/{key}.{int(time.time())}.{uuid.uuid4().hex[:6]}"
         try:
@@ -592,8 +644,11 @@ class Store:
             if self._conditional is None:
                 import sys
 
-                print(f"warning: store {self.uri} cannot write a file only if it is absent; "
-                      "two runs sharing it may both compute a stage", file=sys.stderr)
+                print(
+                    f"warning: store {self.uri} cannot write a file only if it is absent; "
+                    "two runs sharing it may both compute a stage",
+                    file=sys.stderr,
+                )
         return self._conditional
 
     def _lease_record(self, owner: str, ttl: float) -> bytes:
@@ -632,8 +687,12 @@ class Store:
     def _acquire_unconditional(self, path: str, owner: str, mine: bytes) -> dict | None:
         """Write, let a concurrent taker's write land, read back: narrows the race, no more."""
         held = self._read_json(path)
-        if held and not held.get("__unreadable__") and held.get("owner") != owner \
-                and not self._lease_dead(held):
+        if (
+            held
+            and not held.get("__unreadable__")
+            and held.get("owner") != owner
+            and not self._lease_dead(held)
+        ):
             return held
         self._write_json(path, json.loads(mine), "take a lease")
         time.sleep(_LEASE_SETTLE)
@@ -727,11 +786,14 @@ class Store:
         if ref is None:
             return None
         if ref.get("__unreadable__") or not all(
-                isinstance(ref.get(k, {}), dict) for k in ("params", "inputs", "outputs")):
+            isinstance(ref.get(k, {}), dict) for k in ("params", "inputs", "outputs")
+        ):
             import sys
 
-            print(f"warning: the ref of {spec}/{node} in the store is damaged; ignoring it",
-                  file=sys.stderr)
+            print(
+                f"warning: the ref of {spec}/{node} in the store is damaged; ignoring it",
+                file=sys.stderr,
+            )
             return None
         return ref
 
@@ -802,8 +864,7 @@ class Store:
             parts = d.name.split(".")
             pid = int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else None
             space = parts[-1].partition("-")[2]
-            mine = same_pid_space({"host": ".".join(parts[1:-2]), "pid_space": space},
-                                  hashed=True)
+            mine = same_pid_space({"host": ".".join(parts[1:-2]), "pid_space": space}, hashed=True)
             if everything or (mine and pid and not pid_alive(pid)):
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1

@@ -28,17 +28,29 @@ from typing import Any
 from .errors import SpecError, StardagError
 
 # never sent with a job: virtual environments, stores, VCS data, caches
-EXCLUDES = [".git", ".venv", "venv", ".stardag", "__pycache__", "*.pyc", ".pytest_cache",
-            ".ruff_cache", ".mypy_cache", "*.egg-info", ".ipynb_checkpoints"]
+EXCLUDES = [
+    ".git",
+    ".venv",
+    "venv",
+    ".stardag",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+    "*.egg-info",
+    ".ipynb_checkpoints",
+]
 
 
 def job_server_address(address: str | None) -> str:
     """--address, else $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS (as `ray job` reads them)."""
-    found = (address or os.environ.get("RAY_API_SERVER_ADDRESS")
-             or os.environ.get("RAY_ADDRESS"))
+    found = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not found:
-        raise StardagError("no cluster address: give --address http://HEAD:8265 (the head "
-                           "node's dashboard port) or set RAY_API_SERVER_ADDRESS")
+        raise StardagError(
+            "no cluster address: give --address http://HEAD:8265 (the head "
+            "node's dashboard port) or set RAY_API_SERVER_ADDRESS"
+        )
     return found
 
 
@@ -52,18 +64,23 @@ def _errors(address: str) -> Iterator[None]:
     except AuthenticationError as e:
         first = str(e).splitlines()[0]
         if "Invalid" in first or "Forbidden" in first:
-            raise StardagError(f"the cluster at {address} refused the request ({first}): "
-                               "RAY_AUTH_TOKEN (or the token file) is not the cluster's token; "
-                               "`ray get-auth-token` on the head node prints it") from None
+            raise StardagError(
+                f"the cluster at {address} refused the request ({first}): "
+                "RAY_AUTH_TOKEN (or the token file) is not the cluster's token; "
+                "`ray get-auth-token` on the head node prints it"
+            ) from None
         raise StardagError(
             f"the cluster at {address} refused the request ({first}). It uses token "
             "authentication: export RAY_AUTH_MODE=token and the cluster's token as "
             "RAY_AUTH_TOKEN (or in the file named by RAY_AUTH_TOKEN_PATH, or in "
-            "~/.ray/auth_token); `ray get-auth-token` on the head node prints it") from None
+            "~/.ray/auth_token); `ray get-auth-token` on the head node prints it"
+        ) from None
     except ConnectionError as e:
-        raise StardagError(f"cannot reach the Ray job server at {address} "
-                           f"({str(e).rstrip('.')}). Is the "
-                           "address the head node's dashboard port (default 8265)?") from None
+        raise StardagError(
+            f"cannot reach the Ray job server at {address} "
+            f"({str(e).rstrip('.')}). Is the "
+            "address the head node's dashboard port (default 8265)?"
+        ) from None
     except (RuntimeError, ValueError) as e:
         message = str(e)
         if "status code 404" in message:
@@ -81,8 +98,9 @@ def client(address: str | None):
 
     logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
     addr = job_server_address(address)
-    saved = {k: os.environ.pop(k) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
-             if k in os.environ}
+    saved = {
+        k: os.environ.pop(k) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if k in os.environ
+    }
     try:
         with _errors(addr):
             c = JobSubmissionClient(addr)
@@ -94,6 +112,7 @@ def client(address: str | None):
 
 # --- what a job carries ------------------------------------------------------------------
 
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -103,8 +122,10 @@ def _check_files(graph, working_dir: Path):
     must travel with the job."""
     from .operator import file_params
 
-    hint = (f"lies outside the directory sent with the job ({working_dir}): give --working-dir "
-            "a directory that holds it")
+    hint = (
+        f"lies outside the directory sent with the job ({working_dir}): give --working-dir "
+        "a directory that holds it"
+    )
     for file in sorted({f for f, _ in graph.loaded.origins.values() if f and Path(f).is_file()}):
         if not _inside(Path(file).resolve(), working_dir):
             raise SpecError(f"extended spec {file} {hint}", str(graph.loaded.path))
@@ -118,10 +139,12 @@ def _check_files(graph, working_dir: Path):
                 if value is None or Path(value).is_absolute():
                     continue  # an absolute path is taken to exist on the cluster
                 if not _inside(Path(file).resolve(), working_dir):
-                    raise SpecError(f"param {name!r}: file {value} {hint}, or --set it to "
-                                    "an absolute path that exists on the cluster",
-                                    *graph.loaded.where(graph.loaded.stage_path(
-                                        node.stage) + ("params", name)), node.stage)
+                    raise SpecError(
+                        f"param {name!r}: file {value} {hint}, or --set it to "
+                        "an absolute path that exists on the cluster",
+                        *graph.loaded.where(graph.loaded.stage_path(node.stage) + ("params", name)),
+                        node.stage,
+                    )
 
 
 def _read_runtime_env(path: str) -> dict[str, Any]:
@@ -136,17 +159,26 @@ def _read_runtime_env(path: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SpecError("a runtime env file holds a mapping (runtime_env keys: pip, "
-                        "env_vars, py_modules, ...)", path)
+        raise SpecError(
+            "a runtime env file holds a mapping (runtime_env keys: pip, env_vars, py_modules, ...)",
+            path,
+        )
     if "working_dir" in data:
-        raise SpecError("working_dir is set by stardag (the spec's directory, or "
-                        "--working-dir): remove it from the file", path)
+        raise SpecError(
+            "working_dir is set by stardag (the spec's directory, or "
+            "--working-dir): remove it from the file",
+            path,
+        )
     return data
 
 
-def runtime_env(working_dir: Path, runtime_env_file: str | None = None,
-                pip: Sequence[str] = (), env: Sequence[str] = (),
-                excludes: Sequence[str] = ()) -> dict[str, Any]:
+def runtime_env(
+    working_dir: Path,
+    runtime_env_file: str | None = None,
+    pip: Sequence[str] = (),
+    env: Sequence[str] = (),
+    excludes: Sequence[str] = (),
+) -> dict[str, Any]:
     """The job's runtime_env: a file's keys (if given), then the working dir, excludes, pip
     packages and environment variables from the command line."""
     out = _read_runtime_env(runtime_env_file) if runtime_env_file else {}
@@ -159,8 +191,11 @@ def runtime_env(working_dir: Path, runtime_env_file: str | None = None,
         elif isinstance(have, list):
             out["pip"] = [*have, *pip]
         else:  # a requirements file's path
-            raise SpecError("--pip cannot be added to a `pip` given as a file name; list the "
-                            "packages in the runtime env file instead", runtime_env_file)
+            raise SpecError(
+                "--pip cannot be added to a `pip` given as a file name; list the "
+                "packages in the runtime env file instead",
+                runtime_env_file,
+            )
     if env:
         env_vars = dict(out.get("env_vars", {}))
         for item in env:
@@ -180,11 +215,18 @@ class Prepared:
     spec: str  # the spec's name
 
 
-def prepare(spec_path: str, overrides: Sequence[str] = (), store: str | None = None,
-            force: Sequence[str] = (), until: Sequence[str] = (),
-            working_dir: str | None = None, runtime_env_file: str | None = None,
-            pip: Sequence[str] = (), env: Sequence[str] = (),
-            excludes: Sequence[str] = ()) -> Prepared:
+def prepare(
+    spec_path: str,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+    force: Sequence[str] = (),
+    until: Sequence[str] = (),
+    working_dir: str | None = None,
+    runtime_env_file: str | None = None,
+    pip: Sequence[str] = (),
+    env: Sequence[str] = (),
+    excludes: Sequence[str] = (),
+) -> Prepared:
     """Check the spec here (it compiles, its files travel, its store is reachable from the
     cluster) and build the job's entrypoint and runtime_env."""
     from .graph import compile_spec
@@ -209,7 +251,8 @@ def prepare(spec_path: str, overrides: Sequence[str] = (), store: str | None = N
             f"the store is a path {where}: a submitted job would write it on the cluster, "
             "inside a temporary copy of the spec's directory. Give --store an absolute path "
             "that every node and you can reach (a shared filesystem), or s3://bucket/prefix",
-            str(spec))
+            str(spec),
+        )
     args = ["stardag", "run", spec.relative_to(root).as_posix(), "--store", uri]
     for o in overrides:
         args += ["--set", o]
@@ -217,22 +260,25 @@ def prepare(spec_path: str, overrides: Sequence[str] = (), store: str | None = N
         args += ["--force", f]
     for u in until:
         args += ["--until", u]
-    return Prepared(shlex.join(args), runtime_env(root, runtime_env_file, pip, env, excludes),
-                    uri, graph.name)
+    return Prepared(
+        shlex.join(args), runtime_env(root, runtime_env_file, pip, env, excludes), uri, graph.name
+    )
 
 
 # --- the job server ----------------------------------------------------------------------
 
+
 def submit(c, prepared: Prepared, job_id: str | None = None) -> str:
     with _errors(c.stardag_address):
         try:
-            return c.submit_job(entrypoint=prepared.entrypoint,
-                                runtime_env=prepared.runtime_env, submission_id=job_id,
-                                metadata={"stardag_spec": prepared.spec,
-                                          "stardag_store": prepared.store})
+            return c.submit_job(
+                entrypoint=prepared.entrypoint,
+                runtime_env=prepared.runtime_env,
+                submission_id=job_id,
+                metadata={"stardag_spec": prepared.spec, "stardag_store": prepared.store},
+            )
         except ValueError as e:  # e.g. the directory is over Ray's upload limit
-            raise StardagError(f"cannot send {prepared.runtime_env['working_dir']}: {e}") \
-                from None
+            raise StardagError(f"cannot send {prepared.runtime_env['working_dir']}: {e}") from None
 
 
 def info(c, job_id: str):
@@ -284,11 +330,19 @@ def describe(job) -> str:
 
 
 def as_json(job) -> str:
-    return json.dumps({"job_id": job.submission_id, "status": str(job.status),
-                       "message": job.message, "entrypoint": job.entrypoint,
-                       "start_time": job.start_time, "end_time": job.end_time,
-                       "driver_exit_code": getattr(job, "driver_exit_code", None),
-                       "metadata": job.metadata}, indent=1)
+    return json.dumps(
+        {
+            "job_id": job.submission_id,
+            "status": str(job.status),
+            "message": job.message,
+            "entrypoint": job.entrypoint,
+            "start_time": job.start_time,
+            "end_time": job.end_time,
+            "driver_exit_code": getattr(job, "driver_exit_code", None),
+            "metadata": job.metadata,
+        },
+        indent=1,
+    )
 
 
 def _when(ms: int) -> str:

@@ -63,6 +63,7 @@ class TrainSession:
 
 # --- in this process ------------------------------------------------------------------
 
+
 class LocalSession(TrainSession):
     def __init__(self, checkpoints: Path | None, output: Path, gpus: float):
         self._dir = checkpoints / "state" if checkpoints else None
@@ -118,6 +119,7 @@ def run_local(loop, config: dict, checkpoints: Path | None, output: Path, gpus: 
 
 # --- on Ray Train -----------------------------------------------------------------------
 
+
 class RaySession(TrainSession):
     def __init__(self):
         import ray.train
@@ -167,7 +169,9 @@ class RaySession(TrainSession):
         out = Path(tempfile.mkdtemp(prefix="stardag-model-"))
         if self.rank == 0:
             write_model(out)
-        ray.train.report(dict(metrics), checkpoint=Checkpoint.from_directory(out) if self.rank == 0 else None)
+        ray.train.report(
+            dict(metrics), checkpoint=Checkpoint.from_directory(out) if self.rank == 0 else None
+        )
         if self._restored is not None:
             shutil.rmtree(self._restored, ignore_errors=True)
 
@@ -187,17 +191,27 @@ def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output:
     fs, path = storage if storage else (None, tempfile.mkdtemp(prefix="stardag-train-"))
     use_gpu = bool(scaling.gpus_per_worker)
     trainer = TorchTrainer(
-        _per_worker, train_loop_config={"__loop__": loop, "__config__": config},
+        _per_worker,
+        train_loop_config={"__loop__": loop, "__config__": config},
         # NCCL needs CUDA: GPUs that Ray declares on a machine without any (logical GPUs)
         # train with gloo, on the CPU
         torch_config=TorchConfig(backend="nccl" if use_gpu and _cuda() else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=scaling.workers, use_gpu=use_gpu,
-            resources_per_worker={"CPU": scaling.cpus_per_worker,
-                                  **({"GPU": scaling.gpus_per_worker} if use_gpu else {})}),
-        run_config=RunConfig(storage_path=path, storage_filesystem=fs, name="train",
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=2)))
+            num_workers=scaling.workers,
+            use_gpu=use_gpu,
+            resources_per_worker={
+                "CPU": scaling.cpus_per_worker,
+                **({"GPU": scaling.gpus_per_worker} if use_gpu else {}),
+            },
+        ),
+        run_config=RunConfig(
+            storage_path=path,
+            storage_filesystem=fs,
+            name="train",
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=2),
+        ),
+    )
     result = trainer.fit()
     with result.checkpoint.as_directory() as ckpt:
         for f in Path(ckpt).iterdir():
@@ -214,14 +228,17 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def train(loop, config: dict, scaling: Scaling, backend: str, storage: tuple | None,
-          output: Path) -> dict[str, Any]:
+def train(
+    loop, config: dict, scaling: Scaling, backend: str, storage: tuple | None, output: Path
+) -> dict[str, Any]:
     """Run `loop(config, session)` with the given scaling; `storage` is where checkpoints
     live ((filesystem, path), a local path when the filesystem is None; None for none)."""
     if backend == "local":
         if scaling.workers != 1:
-            raise ValueError(f"training in this process runs one worker, not {scaling.workers} "
-                             "(use the Ray trainer for data-parallel workers)")
+            raise ValueError(
+                f"training in this process runs one worker, not {scaling.workers} "
+                "(use the Ray trainer for data-parallel workers)"
+            )
         local = Path(storage[1]) if storage and storage[0] is None else None
         return run_local(loop, config, local, output, scaling.gpus_per_worker)
     if backend == "ray":

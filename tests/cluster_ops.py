@@ -22,9 +22,13 @@ class Where(Operator):
         import ray
 
         rc = ray.get_runtime_context()
-        return pl.DataFrame({"node_id": [rc.get_node_id()],
-                             "resources": [json.dumps(rc.get_assigned_resources(), sort_keys=True)],
-                             "rows": [table.height]})
+        return pl.DataFrame(
+            {
+                "node_id": [rc.get_node_id()],
+                "resources": [json.dumps(rc.get_assigned_resources(), sort_keys=True)],
+                "rows": [table.height],
+            }
+        )
 
 
 class Lines(Operator):

@@ -35,7 +35,7 @@ class Squares(Operator):
         chunk: int = 5
         workers: Annotated[int, Unkeyed] = 1
         crash_once: str = ""  # a file: the first worker to reach chunk 1 dies unless it exists
-        record: str = ""      # a file: each chunk appends the node and pid that computed it
+        record: str = ""  # a file: each chunk appends the node and pid that computed it
 
     @classmethod
     def parallel_workers(cls, params):

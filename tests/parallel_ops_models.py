@@ -24,5 +24,6 @@ class Prompts(Operator):
 
     def run(self, ctx):
         n = ctx.params.n
-        return pl.DataFrame({"id": [f"p{i}" for i in range(n)],
-                             "prompt": [f"{i}+{i * 7 % 10}\n" for i in range(n)]})
+        return pl.DataFrame(
+            {"id": [f"p{i}" for i in range(n)], "prompt": [f"{i}+{i * 7 % 10}\n" for i in range(n)]}
+        )

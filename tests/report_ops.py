@@ -12,7 +12,7 @@ class Scores(Operator):
     outputs = {"metrics": Dataset(METRICS)}
 
     class Params(Params):
-        correct: list[int]          # per iteration, 0 first: right answers of `n`
+        correct: list[int]  # per iteration, 0 first: right answers of `n`
         n: int
         heldout: str = "test.jsonl, whole"
         iteration: int = 0
@@ -20,10 +20,17 @@ class Scores(Operator):
     def run(self, ctx):
         p = ctx.params
         k = p.correct[p.iteration]
-        rows = [("accuracy", "all", k / p.n, p.n), ("accuracy", "short", k / p.n, p.n),
-                ("truncated", "all", 1 / p.n, p.n), ("heldout", p.heldout, 1.0, p.n)]
-        return pl.DataFrame(rows, orient="row", schema={"kind": pl.Utf8, "slice": pl.Utf8,
-                                                        "value": pl.Float64, "n": pl.Int64})
+        rows = [
+            ("accuracy", "all", k / p.n, p.n),
+            ("accuracy", "short", k / p.n, p.n),
+            ("truncated", "all", 1 / p.n, p.n),
+            ("heldout", p.heldout, 1.0, p.n),
+        ]
+        return pl.DataFrame(
+            rows,
+            orient="row",
+            schema={"kind": pl.Utf8, "slice": pl.Utf8, "value": pl.Float64, "n": pl.Int64},
+        )
 
 
 class Trained(Operator):
@@ -38,7 +45,9 @@ class Trained(Operator):
     def run(self, ctx):
         import json
 
-        steps = [{"step": i + 1, "loss": x / ctx.params.iteration, "lr": 1e-5}
-                 for i, x in enumerate(ctx.params.losses)]
+        steps = [
+            {"step": i + 1, "loss": x / ctx.params.iteration, "lr": 1e-5}
+            for i, x in enumerate(ctx.params.losses)
+        ]
         out = ctx.output_dir("model")
         (out / "training_log.json").write_text(json.dumps({"steps": steps}))

@@ -23,7 +23,8 @@ class Calls:
 
     def __init__(self, path: Path):
         assert os.environ.get("STARDAG_TEST_CALLS") == str(path), (
-            "record calls in the test's own calls.txt (conftest sets it)")
+            "record calls in the test's own calls.txt (conftest sets it)"
+        )
         self.path = path
 
     def take(self) -> list[str]:
@@ -42,8 +43,11 @@ def run(spec, *overrides, **kw):
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a `stardag` process that can import the test operators."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-            **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        **extra,
+    }
 
 
 def cli_command(*args) -> list[str]:
@@ -53,8 +57,14 @@ def cli_command(*args) -> list[str]:
 
 def cli(*args, env=None, cwd=None, timeout=120):
     """The real `stardag` command in a fresh process."""
-    return subprocess.run(cli_command(*args), env=cli_env(**(env or {})), cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        cli_command(*args),
+        env=cli_env(**(env or {})),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def until(cond, timeout: float = 60.0, what: str = "condition", every: float = 0.05):

@@ -24,8 +24,10 @@ def test_import_is_light():
 
 def test_scratchpad_format():
     s = A.scratchpad(12345, 67890)
-    assert s == ("12345+67890:5+0+0=05 5\n1234+6789:4+9+0=13 35\n123+678:3+8+1=12 235\n"
-                 "12+67:2+7+1=10 0235\n1+6:1+6+1=08 80235\n=80235")
+    assert s == (
+        "12345+67890:5+0+0=05 5\n1234+6789:4+9+0=13 35\n123+678:3+8+1=12 235\n"
+        "12+67:2+7+1=10 0235\n1+6:1+6+1=08 80235\n=80235"
+    )
     assert A.scratchpad(9, 9) == "9+9:9+9+0=18 8\n=18"
     assert A.scratchpad(0, 0) == "0+0:0+0+0=00 0\n=0"
     # a 5-digit problem with its hint fits the model's 160 positions
@@ -43,12 +45,12 @@ def test_scratchpad_format():
         ("1+1+0=02\n=2\n", "2"),
         ("  =42  \n\n", "42"),
         ("", None),
-        ("1+1+0=02", None),          # no answer line
-        ("=", None),                 # empty answer
-        ("=12a", None),              # malformed
+        ("1+1+0=02", None),  # no answer line
+        ("=", None),  # empty answer
+        ("=12a", None),  # malformed
         ("=1 2", None),
         ("=-3", None),
-        ("=42\n1+1+0=02", None),     # answer not last
+        ("=42\n1+1+0=02", None),  # answer not last
         ("42", None),
     ],
 )
@@ -75,20 +77,32 @@ def test_check_steps_rejects_wrong_steps():
     q, good = "478+356", A.scratchpad(478, 356)
     assert good == "478+356:8+6+0=14 4\n47+35:7+5+1=13 34\n4+3:4+3+1=08 834\n=834"
     L = _lines(good)
-    wrong_digit = "\n".join([L[0], "47+35:7+4+1=12 24", *L[2:]])     # wrong operand digit
-    wrong_rest = "\n".join([L[0], "48+35:7+5+1=13 34", *L[2:]])      # operands not restated right
-    wrong_sum = "\n".join([L[0], "47+35:7+5+1=12 24", *L[2:]])       # wrong result digit
-    wrong_carry_out = "\n".join(["478+356:8+6+0=04 4", *L[1:]])      # carry dropped
+    wrong_digit = "\n".join([L[0], "47+35:7+4+1=12 24", *L[2:]])  # wrong operand digit
+    wrong_rest = "\n".join([L[0], "48+35:7+5+1=13 34", *L[2:]])  # operands not restated right
+    wrong_sum = "\n".join([L[0], "47+35:7+5+1=12 24", *L[2:]])  # wrong result digit
+    wrong_carry_out = "\n".join(["478+356:8+6+0=04 4", *L[1:]])  # carry dropped
     wrong_carry_in = "\n".join([L[0], "47+35:7+5+0=13 34", *L[2:]])  # carry not taken in
-    wrong_partial = "\n".join([L[0], "47+35:7+5+1=13 43", *L[2:]])   # result so far misordered
+    wrong_partial = "\n".join([L[0], "47+35:7+5+1=13 43", *L[2:]])  # result so far misordered
     missing_line = "\n".join([L[0], L[2], L[3]])
     extra_line = "\n".join([*L[:3], "0+0:0+0+0=00 0834", L[3]])
     swapped = "\n".join([L[1], L[0], *L[2:]])
     wrong_answer = "\n".join([*L[:3], "=835"])
     no_answer = "\n".join(L[:3])
     garbage = "\n".join([L[0], "47+35:7+5+1=1", *L[2:]])
-    for bad in [wrong_digit, wrong_rest, wrong_sum, wrong_carry_out, wrong_carry_in, wrong_partial,
-                missing_line, extra_line, swapped, wrong_answer, no_answer, garbage]:
+    for bad in [
+        wrong_digit,
+        wrong_rest,
+        wrong_sum,
+        wrong_carry_out,
+        wrong_carry_in,
+        wrong_partial,
+        missing_line,
+        extra_line,
+        swapped,
+        wrong_answer,
+        no_answer,
+        garbage,
+    ]:
         assert not A.check_steps(q, bad), bad
     # the right answer after wrong steps: the answer checker accepts it, the step checker not
     assert A.parse_answer(wrong_sum) == "834"
@@ -130,8 +144,9 @@ def test_make_problems_deterministic_and_disjoint():
 
 
 def test_pretrain_examples_mix_and_hints():
-    ex = A.pretrain_examples(random.Random(0), 2000, {2: 0.5, 4: 0.5}, hint_share=0.25,
-                             exclude={"10+10"})
+    ex = A.pretrain_examples(
+        random.Random(0), 2000, {2: 0.5, 4: 0.5}, hint_share=0.25, exclude={"10+10"}
+    )
     assert len(ex) == 2000
     hinted = [p for p, _ in ex if A.HINT_SEP in p]
     assert 350 < len(hinted) < 650
@@ -166,13 +181,16 @@ def test_tokenizer_round_trip(tok, tmp_path):
     assert tok2.decode(ids2) == text
     assert tok2.decode(ids2 + [tok2.eos_token_id], skip_special_tokens=True) == text
     assert (tok2.pad_token_id, tok2.eos_token_id, tok2.bos_token_id) == (
-        tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
+        tok.pad_token_id,
+        tok.eos_token_id,
+        tok.bos_token_id,
+    )
 
 
 def test_loss_masks_prompt(tok):
     from operators import charlm as C
 
-    (ids, labels), = C.encode_examples(tok, [("1+2\n", "=3")], None)
+    ((ids, labels),) = C.encode_examples(tok, [("1+2\n", "=3")], None)
     assert len(ids) == len("1+2\n=3") + 1
     assert labels[:4] == [-100] * 4
     assert labels[4:] == ids[4:]

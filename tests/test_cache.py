@@ -81,7 +81,9 @@ def test_plan_names_the_cause_of_each_rerun(chain, calls):
 
 
 def test_identical_work_under_two_stage_names_is_computed_once(tmp_path, calls):
-    spec = write(tmp_path / "twins.yaml", CHAIN.replace("params: {factor: 5}", "params: {factor: 2}"))
+    spec = write(
+        tmp_path / "twins.yaml", CHAIN.replace("params: {factor: 5}", "params: {factor: 2}")
+    )
     result = run(spec)
     assert sorted(calls.take()) == ["clipped", "numbers", "scaled", "total"]
     assert result.nodes["side"].key == result.nodes["scaled"].key

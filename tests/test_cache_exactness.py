@@ -20,8 +20,11 @@ def project(tmp_path):
 
 
 def test_an_unused_new_function_in_a_helper_module_reruns_nothing(project):
-    project.edit("proj/text.py", "return word.upper() + suffix",
-                 "return word.upper() + suffix\n\n\ndef unused(x):\n    return x\n")
+    project.edit(
+        "proj/text.py",
+        "return word.upper() + suffix",
+        "return word.upper() + suffix\n\n\ndef unused(x):\n    return x\n",
+    )
     plan, ran = project.rerun()
     assert reruns(plan) == {} and ran == []
 
@@ -65,7 +68,10 @@ def test_a_helper_module_beside_the_spec_is_in_the_key(tmp_path):
     assert cli("run", spec, "--executor", "local", cwd=tmp_path).returncode == 0
     out = cli("show", spec, "scaled", "--to", tmp_path / "x.jsonl", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert [json.loads(line)["x"] for line in (tmp_path / "x.jsonl").read_text().split()] == [100, 200]
+    assert [json.loads(line)["x"] for line in (tmp_path / "x.jsonl").read_text().split()] == [
+        100,
+        200,
+    ]
 
 
 # --- file params: keyed by the content the operator read --------------------------------
@@ -186,12 +192,15 @@ class Use(Operator):
 def models(tmp_path):
     write(tmp_path / "modelops.py", MODEL_OPS)
     Calls(tmp_path / "calls.txt")
-    return write(tmp_path / "models.yaml", """
+    return write(
+        tmp_path / "models.yaml",
+        """
         name: models
         stages:
           make: {op: "modelops:Make"}
           use: {op: "modelops:Use", inputs: {model: make}}
-    """)
+    """,
+    )
 
 
 def test_published_files_lose_their_write_bits(models, tmp_path):
@@ -250,14 +259,17 @@ class Empty(Operator):
 """
 
 
-def test_an_empty_output_of_the_wrong_type_is_refused_and_one_without_types_gets_the_declared(tmp_path):
+def test_an_empty_output_of_the_wrong_type_is_refused_and_one_without_types_gets_the_declared(
+    tmp_path,
+):
     write(tmp_path / "emptyops.py", EMPTY_OPS)
     spec = write(tmp_path / "empty.yaml", "name: empty\nstages:\n  e: {op: 'emptyops:Empty'}\n")
     out = cli("run", spec, "--executor", "local", env={"WRONG_TYPE": "1"}, cwd=tmp_path)
     assert out.returncode == 1
     assert "output 'table' column 'x' is string, declared int64 (the table is empty" in out.stderr
     assert not (tmp_path / ".stardag" / "objects").exists() or not any(
-        (tmp_path / ".stardag" / "objects").rglob("manifest.json"))
+        (tmp_path / ".stardag" / "objects").rglob("manifest.json")
+    )
     out = cli("run", spec, "--executor", "local", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     import pyarrow.parquet as pq
@@ -269,9 +281,13 @@ def test_an_empty_output_of_the_wrong_type_is_refused_and_one_without_types_gets
 
 # --- library versions --------------------------------------------------------------------
 
+
 def test_a_changed_library_version_is_a_note_and_with_libraries_in_key_a_cause(project):
-    manifests = [p for p in (project.root / ".stardag" / "objects").rglob("manifest.json")
-                 if json.loads(p.read_text())["stage"] == "loud"]
+    manifests = [
+        p
+        for p in (project.root / ".stardag" / "objects").rglob("manifest.json")
+        if json.loads(p.read_text())["stage"] == "loud"
+    ]
     m = json.loads(manifests[0].read_text())
     assert m["code_identity"]["libraries"]["polars"]
     m["code_identity"]["libraries"]["polars"] = "0.0.1"
@@ -282,14 +298,19 @@ def test_a_changed_library_version_is_a_note_and_with_libraries_in_key_a_cause(p
     assert plan["loud"]["notes"][0].startswith("library polars: 0.0.1 -> ")
     out = cli("plan", project.spec, cwd=project.root)
     assert "note: library polars: 0.0.1 -> " in out.stdout
-    project.edit("pipeline.yaml", "name: invalidation", "name: invalidation\nlibraries_in_key: true")
+    project.edit(
+        "pipeline.yaml", "name: invalidation", "name: invalidation\nlibraries_in_key: true"
+    )
     plan, ran = project.rerun()
     assert reruns(plan)["loud"][0] == "libraries"  # (its input re-runs too, into the same bytes)
-    assert plan["loud"]["details"][0] == "library versions are now part of the key (libraries_in_key)"
+    assert (
+        plan["loud"]["details"][0] == "library versions are now part of the key (libraries_in_key)"
+    )
     assert "loud" in ran
 
 
 # --- gc -----------------------------------------------------------------------------------
+
 
 def _artifacts(root) -> dict[str, str]:
     out = {}
@@ -305,8 +326,11 @@ def test_gc_keeps_the_work_below_a_missing_upstream_artifact(project):
     assert out.returncode == 0 and "0 artifacts deleted, 4 kept" in out.stdout
     import shutil
 
-    words = next(p.parent for p in (project.root / ".stardag" / "objects").rglob("manifest.json")
-                 if json.loads(p.read_text())["stage"] == "words")
+    words = next(
+        p.parent
+        for p in (project.root / ".stardag" / "objects").rglob("manifest.json")
+        if json.loads(p.read_text())["stage"] == "words"
+    )
     shutil.rmtree(words)  # deleted (or quarantined): the cheap source is missing
     out = cli("gc", "--keep", project.spec, cwd=project.root)
     assert out.returncode == 0, out.stderr
@@ -315,7 +339,9 @@ def test_gc_keeps_the_work_below_a_missing_upstream_artifact(project):
     assert _artifacts(project.root) == before
 
 
-def test_gc_names_its_store_and_refuses_a_stardag_store_that_disagrees_with_the_spec(project, tmp_path):
+def test_gc_names_its_store_and_refuses_a_stardag_store_that_disagrees_with_the_spec(
+    project, tmp_path
+):
     project.edit("pipeline.yaml", "name: invalidation", "name: invalidation\nstore: .stardag")
     other = tmp_path / "other-store"
     out = cli("gc", "--keep", project.spec, env={"STARDAG_STORE": str(other)}, cwd=project.root)
@@ -323,8 +349,15 @@ def test_gc_names_its_store_and_refuses_a_stardag_store_that_disagrees_with_the_
     assert f"$STARDAG_STORE is {other}, but {project.spec} says store: .stardag" in out.stderr
     assert "--store" in out.stderr
     store = project.root / ".stardag"
-    out = cli("gc", "--keep", project.spec, "--store", store, env={"STARDAG_STORE": str(other)},
-              cwd=project.root)
+    out = cli(
+        "gc",
+        "--keep",
+        project.spec,
+        "--store",
+        store,
+        env={"STARDAG_STORE": str(other)},
+        cwd=project.root,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"store: {store}"
 

@@ -36,14 +36,21 @@ def test_show_and_read_exit_0_every_time_on_a_busy_machine(tmp_path):
     store = tmp_path / "store"
     done = cli("run", spec, "--store", store, "--executor", "local", "-q")
     assert done.returncode == 0, done.stderr
-    script = (f"import stardag; df = stardag.read({str(spec)!r}, 'nums', store={str(store)!r}); "
-              "print(df.height)")
+    script = (
+        f"import stardag; df = stardag.read({str(spec)!r}, 'nums', store={str(store)!r}); "
+        "print(df.height)"
+    )
     failures = []
     with busy_machine():
         for _ in range(RUNS):
             shown = cli("show", spec, "nums", "--head", "2", "--store", store)
-            read = subprocess.run([sys.executable, "-c", script], env=cli_env(),
-                                  capture_output=True, text=True, timeout=120)
+            read = subprocess.run(
+                [sys.executable, "-c", script],
+                env=cli_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             failures += [(r.returncode, r.stderr[-300:]) for r in (shown, read) if r.returncode]
             assert "50 rows" in shown.stderr and (read.returncode or read.stdout == "50\n")
     assert failures == [], f"{len(failures)} of {2 * RUNS} runs failed: {failures[:3]}"

@@ -50,8 +50,10 @@ def calls(tmp_path):
 def test_a_failing_operator_stops_the_run_with_its_stage_and_error(spec, calls):
     out = invoke("run", spec, "--executor", "local")
     assert out.exit_code == 1
-    assert "stage 'broken' (op engine_ops:Fail) failed: ValueError: this operator was told to fail" \
+    assert (
+        "stage 'broken' (op engine_ops:Fail) failed: ValueError: this operator was told to fail"
         in out.output
+    )
     first = calls.take()
     assert first[:2] == ["numbers", "scaled"] and "broken" in first
     # the finished stages stay cached; the fixed stage and those not yet started run
@@ -67,10 +69,15 @@ def test_plan_json_lists_stage_iteration_status_and_cause(spec):
     assert out.exit_code == 0
     rows = json.loads(out.output)
     assert {r["stage"] for r in rows} == {"numbers", "scaled", "model", "broken", "step"}
-    assert [(r["stage"], r["iteration"]) for r in rows if r["stage"] == "step"] == [("step", 1), ("step", 2)]
+    assert [(r["stage"], r["iteration"]) for r in rows if r["stage"] == "step"] == [
+        ("step", 1),
+        ("step", 2),
+    ]
     assert {(r["status"], r["cause"]) for r in rows} == {("run", "new")}
     invoke("run", spec, "--executor", "local", "--until", "step")
-    rows = json.loads(invoke("plan", spec, "--json", "--set", "stages.scaled.params.factor=4").output)
+    rows = json.loads(
+        invoke("plan", spec, "--json", "--set", "stages.scaled.params.factor=4").output
+    )
     by = {(r["stage"], r["iteration"]): r for r in rows}
     assert by[("numbers", None)]["status"] == "cached" and by[("numbers", None)]["cause"] is None
     assert by[("scaled", None)]["cause"] == "params"
@@ -101,14 +108,19 @@ def test_dag_prints_a_tree_and_mermaid(spec):
 
 def test_ls_and_gc_keep_only_what_specs_reach(spec, tmp_path):
     invoke("run", spec, "--executor", "local", "--until", "step")
-    invoke("run", spec, "--executor", "local", "--until", "step", "--set", "stages.numbers.params.n=3")
+    invoke(
+        "run", spec, "--executor", "local", "--until", "step", "--set", "stages.numbers.params.n=3"
+    )
     out = invoke("ls", spec)
     assert out.exit_code == 0 and out.output.count("clidemo") == 8
     out = invoke("gc", "--keep", spec)
     assert out.exit_code == 0
     assert "4 artifacts deleted, 4 kept" in out.output
     assert invoke("ls", spec).output.count("clidemo") == 4
-    assert json.loads(invoke("plan", spec, "--json", "--until", "step").output)[0]["status"] == "cached"
+    assert (
+        json.loads(invoke("plan", spec, "--json", "--until", "step").output)[0]["status"]
+        == "cached"
+    )
     assert invoke("gc").exit_code == 1
 
 
@@ -133,20 +145,35 @@ def test_every_command_has_help_with_an_example(command):
 
 
 def test_a_fully_cached_run_imports_neither_ray_nor_torch(spec, tmp_path):
-    code = ("import sys, stardag; r = stardag.run(sys.argv[1], overrides=['stages.broken.params.fail=false'],"
-            " progress=False); print(len(r.computed()), sorted(m for m in ('ray', 'torch', "
-            "'transformers') if m in sys.modules))")
+    code = (
+        "import sys, stardag; r = stardag.run(sys.argv[1], overrides=['stages.broken.params.fail=false'],"
+        " progress=False); print(len(r.computed()), sorted(m for m in ('ray', 'torch', "
+        "'transformers') if m in sys.modules))"
+    )
     import subprocess
     import sys
 
     from support import TESTS
+
     env = {"PYTHONPATH": str(TESTS)}
     import os
+
     env = {**os.environ, **env}
-    first = subprocess.run([sys.executable, "-c", code.replace("progress=False", "progress=False, executor='local'"),
-                            str(spec)], capture_output=True, text=True, env=env)
+    first = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code.replace("progress=False", "progress=False, executor='local'"),
+            str(spec),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert first.returncode == 0, first.stderr
-    again = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, env=env)
+    again = subprocess.run(
+        [sys.executable, "-c", code, str(spec)], capture_output=True, text=True, env=env
+    )
     assert again.stdout.split() == ["0", "[]"], again.stderr
 
 

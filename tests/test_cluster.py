@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent  # the venv's `ray` and `stardag`
 
 # --- the cluster ----------------------------------------------------------------------
 
+
 def _free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -47,18 +48,25 @@ def _free_ports(n: int) -> list[int]:
 
 @dataclass
 class Cluster:
-    gcs: str         # ray.init / `stardag run --address`
-    jobs: str        # the job server, `stardag submit --address`
+    gcs: str  # ray.init / `stardag run --address`
+    jobs: str  # the job server, `stardag submit --address`
     token: str
-    nodes: dict      # custom resource -> node id
-    env: dict        # an environment that holds the token
+    nodes: dict  # custom resource -> node id
+    env: dict  # an environment that holds the token
 
     def cli(self, *args, env=None, cwd=None, timeout=180):
         """The real `stardag` command in a fresh process (no Ray state shared with pytest)."""
         e = {**self.env, **(env or {})}
         e = {k: v for k, v in e.items() if v is not None}
-        return subprocess.run([str(BIN / "stardag"), *map(str, args)], env=e, cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [str(BIN / "stardag"), *map(str, args)],
+            env=e,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def _get(url: str, token: str):
@@ -110,40 +118,91 @@ def _stop(procs: list[subprocess.Popen]):
 def cluster():
     tmp = Path(tempfile.mkdtemp(prefix="sdc", dir="/tmp"))  # short: Ray's socket paths
     token = secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "STARDAG_STORE",
-                        "RAY_AUTH_TOKEN_PATH")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
-               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # SIGTERM stops a node at once
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-               PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "STARDAG_STORE", "RAY_AUTH_TOKEN_PATH")
+    }
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # SIGTERM stops a node at once
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+    )
     (gcs, dash, client, *rest) = _free_ports(15)
 
     def node_ports(p):  # every port a node opens, so that nothing here meets another Ray
-        return ["--dashboard-agent-listen-port", p[0], "--dashboard-agent-grpc-port", p[1],
-                "--runtime-env-agent-port", p[2], "--metrics-export-port", p[3],
-                "--node-manager-port", p[4], "--object-manager-port", p[5]]
+        return [
+            "--dashboard-agent-listen-port",
+            p[0],
+            "--dashboard-agent-grpc-port",
+            p[1],
+            "--runtime-env-agent-port",
+            p[2],
+            "--metrics-export-port",
+            p[3],
+            "--node-manager-port",
+            p[4],
+            "--object-manager-port",
+            p[5],
+        ]
 
     common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
-    head_cmd = [BIN / "ray", "start", "--head", "--port", gcs, "--dashboard-port", dash,
-                "--ray-client-server-port", client, "--dashboard-host", "127.0.0.1",
-                "--resources", '{"node_a": 1}', "--temp-dir", tmp / "a", *common,
-                *node_ports(rest[:6])]
-    worker_cmd = [BIN / "ray", "start", "--address", f"127.0.0.1:{gcs}",
-                  "--resources", '{"node_b": 1}', "--temp-dir", tmp / "b", *common,
-                  *node_ports(rest[6:12])]
+    head_cmd = [
+        BIN / "ray",
+        "start",
+        "--head",
+        "--port",
+        gcs,
+        "--dashboard-port",
+        dash,
+        "--ray-client-server-port",
+        client,
+        "--dashboard-host",
+        "127.0.0.1",
+        "--resources",
+        '{"node_a": 1}',
+        "--temp-dir",
+        tmp / "a",
+        *common,
+        *node_ports(rest[:6]),
+    ]
+    worker_cmd = [
+        BIN / "ray",
+        "start",
+        "--address",
+        f"127.0.0.1:{gcs}",
+        "--resources",
+        '{"node_b": 1}',
+        "--temp-dir",
+        tmp / "b",
+        *common,
+        *node_ports(rest[6:12]),
+    ]
     procs = []
     jobs = f"http://127.0.0.1:{dash}"
     try:
         for cmd, want in ((head_cmd, {"node_a"}), (worker_cmd, {"node_a", "node_b"})):
             with open(tmp / f"{len(procs)}.log", "w") as log:
-                procs.append(subprocess.Popen([str(c) for c in cmd], env=env, stdout=log,
-                                              stderr=subprocess.STDOUT, start_new_session=True))
+                procs.append(
+                    subprocess.Popen(
+                        [str(c) for c in cmd],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
             deadline = time.monotonic() + 90
             nodes = {}
             while set(nodes) != want:
                 if procs[-1].poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"ray start failed:\n{(tmp / f'{len(procs) - 1}.log').read_text()[-3000:]}")
+                    pytest.fail(
+                        f"ray start failed:\n{(tmp / f'{len(procs) - 1}.log').read_text()[-3000:]}"
+                    )
                 time.sleep(1)
                 try:
                     nodes = _nodes(jobs, token)
@@ -241,6 +300,7 @@ def outputs(spec: Path, store: Path, overrides=()) -> dict:
 
 # --- on the cluster ---------------------------------------------------------------------
 
+
 @pytest.mark.ray
 def test_a_stage_pinned_by_a_custom_resource_runs_on_the_node_that_has_it(cluster, tmp_path):
     d = project(tmp_path)
@@ -270,13 +330,15 @@ def test_data_parallel_workers_land_on_both_nodes(cluster, tmp_path):
     shutil.copy(TESTS / "parallel_ops.py", d / "parallel_ops.py")
     record = tmp_path / "where.txt"
     write(d / "parallel.yaml", PARALLEL.replace("RECORD", str(record)))
-    r = cluster.cli("run", "parallel.yaml", "--address", cluster.gcs, "--store",
-                    tmp_path / "store", cwd=d)
+    r = cluster.cli(
+        "run", "parallel.yaml", "--address", cluster.gcs, "--store", tmp_path / "store", cwd=d
+    )
     assert r.returncode == 0, r.stderr
     nodes = {line.split()[0] for line in record.read_text().splitlines()}
     assert nodes == {cluster.nodes["node_a"], cluster.nodes["node_b"]}
-    local = stardag.run(d / "parallel.yaml", store=str(tmp_path / "local"), executor="local",
-                        progress=False)
+    local = stardag.run(
+        d / "parallel.yaml", store=str(tmp_path / "local"), executor="local", progress=False
+    )
     got = stardag.read(d / "parallel.yaml", "squares", store=str(tmp_path / "store"))
     assert got.equals(stardag.read(d / "parallel.yaml", "squares", store=str(tmp_path / "local")))
     assert local.computed() == ["squares"]
@@ -287,16 +349,20 @@ def test_a_submitted_job_runs_to_the_end_with_the_artifacts_of_a_local_run(clust
     d = project(tmp_path)
     store = tmp_path / "cluster-store"
     t0 = time.monotonic()
-    r = cluster.cli("submit", "spec.yaml", "--address", cluster.jobs, "--store", store,
-                    "--no-wait", cwd=d)
+    r = cluster.cli(
+        "submit", "spec.yaml", "--address", cluster.jobs, "--store", store, "--no-wait", cwd=d
+    )
     assert r.returncode == 0, r.stderr
     job = r.stdout.strip().splitlines()[-1]
     assert job.startswith("raysubmit_") and f"stardag logs {job}" in r.stderr
 
     r = cluster.cli("status", job, "--address", cluster.jobs)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[:1] == [job] and r.stdout.split()[1] in ("PENDING", "RUNNING",
-                                                                      "SUCCEEDED")
+    assert r.stdout.split()[:1] == [job] and r.stdout.split()[1] in (
+        "PENDING",
+        "RUNNING",
+        "SUCCEEDED",
+    )
     r = cluster.cli("logs", job, "--address", cluster.jobs, "--follow")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "cluster: 9 stages, 9 computed, 0 cached" in r.stdout
@@ -307,15 +373,21 @@ def test_a_submitted_job_runs_to_the_end_with_the_artifacts_of_a_local_run(clust
     assert info["entrypoint"] == f"stardag run spec.yaml --store {store}"
     print(f"submitted job: {time.monotonic() - t0:.1f}s")
 
-    r = cluster.cli("run", "spec.yaml", "--executor", "local", "--store", tmp_path / "local",
-                    cwd=d)
+    r = cluster.cli("run", "spec.yaml", "--executor", "local", "--store", tmp_path / "local", cwd=d)
     assert r.returncode == 0, r.stderr
-    on_cluster, local = outputs(d / "spec.yaml", store), outputs(d / "spec.yaml", tmp_path / "local")
+    on_cluster, local = (
+        outputs(d / "spec.yaml", store),
+        outputs(d / "spec.yaml", tmp_path / "local"),
+    )
     assert on_cluster == local and len(on_cluster) == 9
-    assert stardag.read(d / "spec.yaml", "words", store=str(store))["line"].to_list() == \
-        ["alpha", "beta", "gamma"]
-    assert stardag.read(d / "spec.yaml", "total", store=str(store))["total"].to_list() == \
-        [3 * sum(range(50))]
+    assert stardag.read(d / "spec.yaml", "words", store=str(store))["line"].to_list() == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
+    assert stardag.read(d / "spec.yaml", "total", store=str(store))["total"].to_list() == [
+        3 * sum(range(50))
+    ]
 
     # the logs of a finished job, without --follow
     r = cluster.cli("logs", job, "--address", cluster.jobs)
@@ -327,9 +399,21 @@ def test_a_failing_job_exits_as_stardag_run_would(cluster, tmp_path):
     d = project(tmp_path)
     store = tmp_path / "store"
     job = f"broken-{secrets.token_hex(4)}"
-    r = cluster.cli("submit", "spec.yaml", "--address", cluster.jobs, "--store", store,
-                    "--set", "stages.broken.params.fail=true", "--until", "broken",
-                    "--job-id", job, cwd=d)
+    r = cluster.cli(
+        "submit",
+        "spec.yaml",
+        "--address",
+        cluster.jobs,
+        "--store",
+        store,
+        "--set",
+        "stages.broken.params.fail=true",
+        "--until",
+        "broken",
+        "--job-id",
+        job,
+        cwd=d,
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stdout.splitlines()[0] == job
     assert "stage 'broken' (op engine_ops:Fail) failed" in r.stdout
@@ -340,12 +424,22 @@ def test_a_failing_job_exits_as_stardag_run_would(cluster, tmp_path):
 
 @pytest.mark.ray
 def test_the_job_server_wants_the_clusters_token(cluster, tmp_path):
-    r = cluster.cli("status", "raysubmit_none", "--address", cluster.jobs,
-                    env={"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)})
+    r = cluster.cli(
+        "status",
+        "raysubmit_none",
+        "--address",
+        cluster.jobs,
+        env={"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)},
+    )
     assert r.returncode == 1
     assert "token authentication" in r.stderr and "RAY_AUTH_MODE=token" in r.stderr
-    r = cluster.cli("status", "raysubmit_none", "--address", cluster.jobs,
-                    env={"RAY_AUTH_TOKEN": "not-the-token"})
+    r = cluster.cli(
+        "status",
+        "raysubmit_none",
+        "--address",
+        cluster.jobs,
+        env={"RAY_AUTH_TOKEN": "not-the-token"},
+    )
     assert r.returncode == 1 and "not the cluster's token" in r.stderr
     r = cluster.cli("status", "raysubmit_none", env={"RAY_API_SERVER_ADDRESS": cluster.jobs})
     assert r.returncode == 1 and "raysubmit_none does not exist" in r.stderr
@@ -365,8 +459,16 @@ def test_the_default_pipeline_as_a_job_matches_a_local_run(cluster, tmp_path):
     small = [*SMALL, "stages.base.params.steps=150"]
     sets = [arg for s in small for arg in ("--set", s)]
     t0 = time.monotonic()
-    r = cluster.cli("submit", spec, "--address", cluster.jobs, "--store", tmp_path / "cluster",
-                    *sets, timeout=600)
+    r = cluster.cli(
+        "submit",
+        spec,
+        "--address",
+        cluster.jobs,
+        "--store",
+        tmp_path / "cluster",
+        *sets,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     t1 = time.monotonic()
     r = cluster.cli("run", spec, "--store", tmp_path / "local", *sets, timeout=600)
@@ -380,6 +482,7 @@ def test_the_default_pipeline_as_a_job_matches_a_local_run(cluster, tmp_path):
 
 # --- what a job carries, without a cluster ----------------------------------------------
 
+
 def test_a_store_beside_the_spec_is_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("STARDAG_STORE", raising=False)
     d = project(tmp_path)
@@ -387,20 +490,36 @@ def test_a_store_beside_the_spec_is_refused(tmp_path, monkeypatch):
         sub.prepare(d / "spec.yaml")
     with pytest.raises(SpecError, match="relative"):
         sub.prepare(d / "spec.yaml", store="here")
-    p = sub.prepare(d / "spec.yaml", ["loop.iterations=3"], store="s3://bucket/runs",
-                    force=["step@3"], until=["total"])
-    assert p.entrypoint == ("stardag run spec.yaml --store s3://bucket/runs --set "
-                            "loop.iterations=3 --force step@3 --until total")
+    p = sub.prepare(
+        d / "spec.yaml",
+        ["loop.iterations=3"],
+        store="s3://bucket/runs",
+        force=["step@3"],
+        until=["total"],
+    )
+    assert p.entrypoint == (
+        "stardag run spec.yaml --store s3://bucket/runs --set "
+        "loop.iterations=3 --force step@3 --until total"
+    )
     assert p.spec == "cluster" and p.store == "s3://bucket/runs"
 
 
 def test_the_runtime_env_sends_the_spec_directory_without_stores_and_venvs(tmp_path):
     d = project(tmp_path)
     (d / "sub").mkdir()
-    write(d / "sub" / "child.yaml", "extends: ../spec.yaml\nname: child\n"
-          "stages: {words: {params: {file: ../prompts/words.txt}}}\n")
-    p = sub.prepare(d / "sub" / "child.yaml", store="/shared/store", working_dir=str(d),
-                    pip=["emoji==2.0"], env=["A=1"], excludes=["*.bin"])
+    write(
+        d / "sub" / "child.yaml",
+        "extends: ../spec.yaml\nname: child\n"
+        "stages: {words: {params: {file: ../prompts/words.txt}}}\n",
+    )
+    p = sub.prepare(
+        d / "sub" / "child.yaml",
+        store="/shared/store",
+        working_dir=str(d),
+        pip=["emoji==2.0"],
+        env=["A=1"],
+        excludes=["*.bin"],
+    )
     env = p.runtime_env
     assert env["working_dir"] == str(d) and p.entrypoint.startswith("stardag run sub/child.yaml")
     assert {".stardag", ".venv", ".git", "__pycache__", "*.bin"} <= set(env["excludes"])
@@ -421,11 +540,15 @@ def test_files_the_spec_names_must_travel_with_the_job(tmp_path):
     d = project(tmp_path)
     (tmp_path / "outside.txt").write_text("x\n")
     with pytest.raises(SpecError, match="param 'file': file ../outside.txt lies outside"):
-        sub.prepare(d / "spec.yaml", ["stages.words.params.file=../outside.txt"],
-                    store="/shared/store")
+        sub.prepare(
+            d / "spec.yaml", ["stages.words.params.file=../outside.txt"], store="/shared/store"
+        )
     # an absolute path is taken to be one the cluster has
-    sub.prepare(d / "spec.yaml", [f"stages.words.params.file={tmp_path / 'outside.txt'}"],
-                store="/shared/store")
+    sub.prepare(
+        d / "spec.yaml",
+        [f"stages.words.params.file={tmp_path / 'outside.txt'}"],
+        store="/shared/store",
+    )
     # an extended spec outside the directory sent
     write(d / "child.yaml", "extends: ../base.yaml\nname: child\n")
     write(tmp_path / "base.yaml", SPEC)

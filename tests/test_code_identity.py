@@ -111,13 +111,18 @@ def test_editing_a_reached_helper_changes_it_and_says_which_definition(basic):
     basic.edit("util", "x * 2", "x * 20")
     new = basic.identity()
     assert new.digest != old.digest
-    assert changes(old.definitions, new.definitions) == [f"code: {basic.name}/util.py:double changed"]
+    assert changes(old.definitions, new.definitions) == [
+        f"code: {basic.name}/util.py:double changed"
+    ]
 
 
 def test_comments_docstrings_and_formatting_change_nothing(basic):
     before = basic.identity().digest
-    basic.edit("util", "def double(x):\n    return x * 2",
-               'def double(x):  # twice\n    """Twice x."""\n\n    return (x *\n            2)')
+    basic.edit(
+        "util",
+        "def double(x):\n    return x * 2",
+        'def double(x):  # twice\n    """Twice x."""\n\n    return (x *\n            2)',
+    )
     assert basic.identity().digest == before
 
 
@@ -127,12 +132,18 @@ def test_a_method_edit_changes_the_class_and_a_new_method_too(basic):
     after = basic.identity().digest
     assert after != before
     basic.append("op", "")
-    basic.edit("op", "    def run(self, x):", "    def other(self):\n        return 1\n\n    def run(self, x):")
+    basic.edit(
+        "op",
+        "    def run(self, x):",
+        "    def other(self):\n        return 1\n\n    def run(self, x):",
+    )
     assert basic.identity().digest != after
 
 
 def test_a_constant_imported_from_another_operator_module_brings_only_itself(pkg):
-    pkg.write("schema", """
+    pkg.write(
+        "schema",
+        """
         COLUMNS = {"x": "int64"}
         OTHER = {"y": "string"}
 
@@ -140,14 +151,18 @@ def test_a_constant_imported_from_another_operator_module_brings_only_itself(pkg
         class Heavy:
             def run(self):
                 return 1
-    """)
-    pkg.write("op", """
+    """,
+    )
+    pkg.write(
+        "op",
+        """
         from .schema import COLUMNS
 
 
         class Op:
             inputs = COLUMNS
-    """)
+    """,
+    )
     assert pkg.reached() == {"op.py:Op", "schema.py:COLUMNS"}
     before = pkg.identity().digest
     pkg.edit("schema", "return 1", "return 2")
@@ -158,7 +173,9 @@ def test_a_constant_imported_from_another_operator_module_brings_only_itself(pkg
 
 
 def test_base_classes_decorators_and_default_arguments_are_followed(pkg):
-    pkg.write("lib", """
+    pkg.write(
+        "lib",
+        """
         import functools
 
         DEFAULT = 3
@@ -174,8 +191,11 @@ def test_base_classes_decorators_and_default_arguments_are_followed(pkg):
         class Base:
             def helper(self):
                 return 1
-    """)
-    pkg.write("op", """
+    """,
+    )
+    pkg.write(
+        "op",
+        """
         from .lib import DEFAULT, Base, traced
 
 
@@ -183,10 +203,14 @@ def test_base_classes_decorators_and_default_arguments_are_followed(pkg):
             @traced
             def run(self, n=DEFAULT):
                 return self.helper() + n
-    """)
+    """,
+    )
     assert pkg.reached() == {"op.py:Op", "lib.py:Base", "lib.py:traced", "lib.py:DEFAULT"}
-    for old, new in [("return 1", "return 2"), ("return f(*a, **k)", "return f(*a)"),
-                     ("DEFAULT = 3", "DEFAULT = 4")]:
+    for old, new in [
+        ("return 1", "return 2"),
+        ("return f(*a, **k)", "return f(*a)"),
+        ("DEFAULT = 3", "DEFAULT = 4"),
+    ]:
         before = pkg.identity().digest
         pkg.edit("lib", old, new)
         assert pkg.identity().digest != before, old
@@ -194,7 +218,9 @@ def test_base_classes_decorators_and_default_arguments_are_followed(pkg):
 
 def test_import_forms_all_resolve(pkg):
     pkg.write("util", UTIL)
-    pkg.write("op", f"""
+    pkg.write(
+        "op",
+        f"""
         import {pkg.name}.util
         import {pkg.name}.util as u
         from {pkg.name} import util as v
@@ -203,12 +229,15 @@ def test_import_forms_all_resolve(pkg):
         class Op:
             def run(self, x):
                 return {pkg.name}.util.double(x) + u.double(x) + v.double(x)
-    """)
+    """,
+    )
     assert pkg.reached() == {"op.py:Op", "util.py:double"}
 
 
 def test_a_registry_filled_by_module_level_calls_counts_for_its_readers_only(pkg):
-    pkg.write("tasks", """
+    pkg.write(
+        "tasks",
+        """
         TASKS = {}
 
 
@@ -227,22 +256,29 @@ def test_a_registry_filled_by_module_level_calls_counts_for_its_readers_only(pkg
         SCHEMA = {"a": "int64"}
 
         register("add", add)
-    """)
-    pkg.write("reader", """
+    """,
+    )
+    pkg.write(
+        "reader",
+        """
         from .tasks import get
 
 
         class Op:
             def run(self, a, b):
                 return get("add")(a, b)
-    """)
-    pkg.write("schema_only", """
+    """,
+    )
+    pkg.write(
+        "schema_only",
+        """
         from .tasks import SCHEMA
 
 
         class Op:
             inputs = SCHEMA
-    """)
+    """,
+    )
     assert {"tasks.py:add", "tasks.py:<module-level statements>"} <= pkg.reached("reader")
     assert pkg.reached("schema_only") == {"schema_only.py:Op", "tasks.py:SCHEMA"}
     reader, schema_only = pkg.identity("reader").digest, pkg.identity("schema_only").digest
@@ -256,19 +292,27 @@ def test_a_registry_filled_by_module_level_calls_counts_for_its_readers_only(pkg
 
 
 def test_a_registration_in_another_module_that_runs_on_import_counts(pkg):
-    pkg.write("registry", """
+    pkg.write(
+        "registry",
+        """
         TASKS = {}
 
 
         def register(name, fn):
             TASKS[name] = fn
-    """)
-    pkg.write("plugins", """
+    """,
+    )
+    pkg.write(
+        "plugins",
+        """
         from .registry import register
 
         register("neg", lambda x: -x)
-    """)
-    pkg.write("op", """
+    """,
+    )
+    pkg.write(
+        "op",
+        """
         from . import plugins  # noqa: F401  (registers its tasks)
         from .registry import TASKS
 
@@ -276,21 +320,27 @@ def test_a_registration_in_another_module_that_runs_on_import_counts(pkg):
         class Op:
             def run(self, x):
                 return TASKS["neg"](x)
-    """)
+    """,
+    )
     before = pkg.identity().digest
     pkg.edit("plugins", "-x", "-2 * x")
     assert pkg.identity().digest != before
 
 
-@pytest.mark.parametrize("dynamic", [
-    'getattr(util, "dou" + "ble")(x)',
-    'globals()["util"].double(x)',
-    'importlib.import_module(".".join([__package__, "util"])).double(x)',
-    'call(util, x)',
-])
+@pytest.mark.parametrize(
+    "dynamic",
+    [
+        'getattr(util, "dou" + "ble")(x)',
+        'globals()["util"].double(x)',
+        'importlib.import_module(".".join([__package__, "util"])).double(x)',
+        "call(util, x)",
+    ],
+)
 def test_dynamic_code_takes_more_never_less(pkg, dynamic):
     pkg.write("util", UTIL)
-    pkg.write("op", f"""
+    pkg.write(
+        "op",
+        f"""
         import importlib
 
         from . import util
@@ -303,7 +353,8 @@ def test_dynamic_code_takes_more_never_less(pkg, dynamic):
         class Op:
             def run(self, x):
                 return {dynamic}
-    """)
+    """,
+    )
     before = pkg.identity().digest
     pkg.edit("util", "x * 3", "x * 4")  # triple: only a dynamic lookup could reach it
     assert pkg.identity().digest != before
@@ -315,7 +366,8 @@ def test_a_module_beside_the_spec_is_followed_and_named(tmp_path, monkeypatch):
     monkeypatch.setenv("STARDAG_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / f"helpers{n}.py").write_text("FACTOR = 2\nOTHER = 1\n")
     (tmp_path / f"myops{n}.py").write_text(
-        f"from helpers{n} import FACTOR\n\n\nclass Op:\n    factor = FACTOR\n")
+        f"from helpers{n} import FACTOR\n\n\nclass Op:\n    factor = FACTOR\n"
+    )
     old = identity_of(f"myops{n}", "Op")
     (tmp_path / f"helpers{n}.py").write_text("FACTOR = 3\nOTHER = 1\n")
     new = identity_of(f"myops{n}", "Op")
@@ -324,20 +376,25 @@ def test_a_module_beside_the_spec_is_followed_and_named(tmp_path, monkeypatch):
 
 def test_string_annotations_are_followed(pkg):
     pkg.write("types_", "class Config:\n    size: int = 1\n")
-    pkg.write("op", """
+    pkg.write(
+        "op",
+        """
         from .types_ import Config
 
 
         class Op:
             config: "Config"
-    """)
+    """,
+    )
     assert "types_.py:Config" in pkg.reached()
 
 
 def test_libraries_reached_are_recorded_with_their_versions_and_others_are_not(pkg):
     import yaml
 
-    pkg.write("op", """
+    pkg.write(
+        "op",
+        """
         import json
 
         import yaml
@@ -351,7 +408,8 @@ def test_libraries_reached_are_recorded_with_their_versions_and_others_are_not(p
         class Op:
             def run(self, text):
                 return json.dumps(yaml.safe_load(text))
-    """)
+    """,
+    )
     assert pkg.identity().libraries == {"yaml": yaml.__version__}
 
 

@@ -249,10 +249,7 @@ def test_damage_found_by_show_is_reported_and_the_next_run_recomputes(
     assert out.returncode != 0, out.stdout  # no rows of a damaged artifact
     assert "Traceback" not in out.stderr
     if message is None:
-        assert (
-            f"stage '{stage}' has not been computed for this spec (missing)"
-            in out.stderr
-        )
+        assert f"stage '{stage}' has not been computed for this spec (missing)" in out.stderr
     else:
         assert _warning(out.stderr, key, message), out.stderr
     plan = pipeline.plan()

@@ -9,13 +9,17 @@ from support import bench
 
 def test_no_edit_of_operators_leaves_a_stage_that_uses_it_cached(tmp_path):
     res = bench("invalidation").run_matrix(tmp_path)
-    missed = [(r["definition"], sorted(set(r["used_by"]) - set(r["definition_level"])))
-              for r in res["rows"] if set(r["used_by"]) - set(r["definition_level"])]
+    missed = [
+        (r["definition"], sorted(set(r["used_by"]) - set(r["definition_level"])))
+        for r in res["rows"]
+        if set(r["used_by"]) - set(r["definition_level"])
+    ]
     assert missed == []
     assert res["definition_level"]["unused_definition_reruns"] == 0
     assert res["module_level"]["unused_definition_reruns"] > 0  # the matrix can see re-runs
-    wider = [r["definition"] for r in res["rows"]
-             if set(r["definition_level"]) - set(r["module_level"])]
+    wider = [
+        r["definition"] for r in res["rows"] if set(r["definition_level"]) - set(r["module_level"])
+    ]
     assert wider == []
     # the profiled run saw the stages use the operators' code at all
     assert sum(len(r["used_by"]) for r in res["rows"]) > 100

@@ -35,8 +35,14 @@ stages:
 def run(spec: Path, store: Path, preexec=None, prefix=()) -> subprocess.CompletedProcess:
     e = cli_env()
     e.pop("STARDAG_TEST_CALLS", None)
-    return subprocess.run([*prefix, *cli_command("run", spec, "--store", store, "--executor", "local")],
-                          env=e, capture_output=True, text=True, preexec_fn=preexec, timeout=120)
+    return subprocess.run(
+        [*prefix, *cli_command("run", spec, "--store", store, "--executor", "local")],
+        env=e,
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        timeout=120,
+    )
 
 
 def errors(err: str) -> list[str]:
@@ -57,6 +63,7 @@ def _quota(nbytes: int):
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the quota fails, EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
     return limit
 
 
@@ -66,7 +73,9 @@ def test_a_file_size_quota_while_publishing_is_one_error_and_the_next_run_recove
     out = run(spec, store, preexec=_quota(200_000))
     assert out.returncode == 1, out.stderr
     [line] = errors(out.stderr)
-    assert "stage 'big'" in line and "store: cannot write a dataset: file size limit exceeded" in line
+    assert (
+        "stage 'big'" in line and "store: cannot write a dataset: file size limit exceeded" in line
+    )
     assert "Traceback" not in out.stderr
     assert_whole(store)
     assert not list((store / "tmp").iterdir())  # staging removed
@@ -79,8 +88,12 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
     path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_full_filesystem_while_publishing_is_one_error_and_nothing_half_written(tmp_path):
@@ -116,7 +129,9 @@ def test_permission_denied_on_the_store_is_one_error_and_the_next_run_recovers(t
     store = tmp_path / "store"
     ok = run(spec, store)  # the store filled once...
     assert ok.returncode == 0, ok.stderr
-    big = next(m["key"] for m in Store(store).artifacts() if m["outputs"]["table"]["rows"] == 400000)
+    big = next(
+        m["key"] for m in Store(store).artifacts() if m["outputs"]["table"]["rows"] == 400000
+    )
     Store(store).delete(big)  # ...one artifact gone, so a stage must run
     dirs = [d for d in [store, *store.rglob("*")] if d.is_dir()]
     try:
@@ -137,7 +152,9 @@ def test_permission_denied_on_the_store_is_one_error_and_the_next_run_recovers(t
 
 
 def test_the_store_deleted_under_a_running_run_is_one_error_and_the_next_run_recovers(tmp_path):
-    spec = write(tmp_path / "slow.yaml", """
+    spec = write(
+        tmp_path / "slow.yaml",
+        """
         name: deleted
         stages:
           nums:
@@ -146,14 +163,21 @@ def test_the_store_deleted_under_a_running_run_is_one_error_and_the_next_run_rec
             op: engine_ops:Sleep
             inputs: {table: nums}
             params: {seconds: 60}
-        """)
+        """,
+    )
     store, block = tmp_path / "store", tmp_path / "block"
     block.touch()
-    proc = subprocess.Popen(cli_command("run", spec, "--store", store, "--executor", "local"),
-                            env=cli_env(STARDAG_TEST_BLOCK=str(block)), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
-    until(lambda: list((store / "tmp").glob("*/blob/half.bin")) or proc.poll() is not None,
-          what="the stage's first file")
+    proc = subprocess.Popen(
+        cli_command("run", spec, "--store", store, "--executor", "local"),
+        env=cli_env(STARDAG_TEST_BLOCK=str(block)),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    until(
+        lambda: list((store / "tmp").glob("*/blob/half.bin")) or proc.poll() is not None,
+        what="the stage's first file",
+    )
     assert proc.poll() is None, proc.communicate()[1]
     shutil.rmtree(store)  # under the running stage
     block.unlink()

@@ -37,16 +37,18 @@ def one_gpu():
 
 
 def test_the_gsm8k_gpu_layout_runs_to_the_end_on_one_logical_gpu(tmp_path, one_gpu):
-    result = stardag.run(PIPELINE, overrides=SMALL + ON_THE_GPU, store=str(tmp_path / "s"),
-                         progress=False)
+    result = stardag.run(
+        PIPELINE, overrides=SMALL + ON_THE_GPU, store=str(tmp_path / "s"), progress=False
+    )
     assert {"samples@1", "rationalized@1", "train@1", "evaluate@1"} <= set(result.computed())
 
 
 def test_data_parallel_sampling_on_one_logical_gpu_does_not_wait_forever(tmp_path, one_gpu):
     # two workers asked for, one GPU: the stage's own task holds nothing, one worker fits
     over = SMALL + ON_THE_GPU + ["loop.stages.samples.params.workers=2"]
-    result = stardag.run(PIPELINE, overrides=over, store=str(tmp_path / "s"), progress=False,
-                         until="samples")
+    result = stardag.run(
+        PIPELINE, overrides=over, store=str(tmp_path / "s"), progress=False, until="samples"
+    )
     assert "samples@1" in result.computed()
 
 

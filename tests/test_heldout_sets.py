@@ -21,31 +21,57 @@ def run(op, **params):
 
 
 def test_a_heldout_file_is_used_whole():
-    out = run(GSM8K, path=str(FIX / "gsm8k_small.jsonl"), heldout_path=str(FIX / "gsm8k_test_small.jsonl"))
+    out = run(
+        GSM8K, path=str(FIX / "gsm8k_small.jsonl"), heldout_path=str(FIX / "gsm8k_test_small.jsonl")
+    )
     test_questions = [row["question"] for _, row in read_jsonl(FIX / "gsm8k_test_small.jsonl")]
     assert out["heldout"]["question"].to_list() == test_questions  # all of it, in file order
     assert out["heldout"]["answer"].to_list() == ["3", "24", "30"]
     assert out["heldout"]["split"].unique().to_list() == ["gsm8k_test_small.jsonl, whole"]
     assert out["train"].height == 4 and "split" not in out["train"].columns
-    also_whole = run(GSM8K, path=str(FIX / "gsm8k_small.jsonl"), heldout_size="all",
-                     heldout_path=str(FIX / "gsm8k_test_small.jsonl"))
+    also_whole = run(
+        GSM8K,
+        path=str(FIX / "gsm8k_small.jsonl"),
+        heldout_size="all",
+        heldout_path=str(FIX / "gsm8k_test_small.jsonl"),
+    )
     assert also_whole["heldout"].equals(out["heldout"])
 
-    dev = run(CommonsenseQA, path=str(FIX / "commonsenseqa_small.jsonl"),
-              heldout_path=str(FIX / "commonsenseqa_dev_small.jsonl"), train_size=2)
+    dev = run(
+        CommonsenseQA,
+        path=str(FIX / "commonsenseqa_small.jsonl"),
+        heldout_path=str(FIX / "commonsenseqa_dev_small.jsonl"),
+        train_size=2,
+    )
     assert dev["heldout"]["id"].to_list() == ["dev1", "dev2"] and dev["train"].height == 2
 
 
 def test_a_seeded_sample_of_a_heldout_file_when_asked():
-    out = run(GSM8K, path=str(FIX / "gsm8k_small.jsonl"),
-              heldout_path=str(FIX / "gsm8k_test_small.jsonl"), heldout_size=2, seed=1)
-    again = run(GSM8K, path=str(FIX / "gsm8k_small.jsonl"),
-                heldout_path=str(FIX / "gsm8k_test_small.jsonl"), heldout_size=2, seed=1)
+    out = run(
+        GSM8K,
+        path=str(FIX / "gsm8k_small.jsonl"),
+        heldout_path=str(FIX / "gsm8k_test_small.jsonl"),
+        heldout_size=2,
+        seed=1,
+    )
+    again = run(
+        GSM8K,
+        path=str(FIX / "gsm8k_small.jsonl"),
+        heldout_path=str(FIX / "gsm8k_test_small.jsonl"),
+        heldout_size=2,
+        seed=1,
+    )
     assert out["heldout"].height == 2 and out["heldout"].equals(again["heldout"])
     assert out["heldout"]["split"][0] == "gsm8k_test_small.jsonl, 2 sampled (seed 1)"
-    with pytest.raises(DataError, match="heldout_size 5 is more than the 3 problems in gsm8k_test_small"):
-        run(GSM8K, path=str(FIX / "gsm8k_small.jsonl"),
-            heldout_path=str(FIX / "gsm8k_test_small.jsonl"), heldout_size=5)
+    with pytest.raises(
+        DataError, match="heldout_size 5 is more than the 3 problems in gsm8k_test_small"
+    ):
+        run(
+            GSM8K,
+            path=str(FIX / "gsm8k_small.jsonl"),
+            heldout_path=str(FIX / "gsm8k_test_small.jsonl"),
+            heldout_size=5,
+        )
 
 
 def test_heldout_size_all_holds_out_the_whole_source():
@@ -62,11 +88,14 @@ def test_the_seeded_split_of_the_training_file_is_the_fallback_and_says_so():
     assert not set(out["heldout"]["id"]) & set(out["train"]["id"])
 
 
-@pytest.mark.parametrize("params,message", [
-    (dict(heldout_split="test"), "`heldout_split` needs `hf_dataset`"),
-    (dict(heldout_size="some"), "heldout_size"),
-    (dict(heldout_size=0), "heldout_size"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        (dict(heldout_split="test"), "`heldout_split` needs `hf_dataset`"),
+        (dict(heldout_size="some"), "heldout_size"),
+        (dict(heldout_size=0), "heldout_size"),
+    ],
+)
 def test_contradictory_heldout_params_are_one_clear_error(params, message):
     with pytest.raises(ValidationError, match=message):
         GSM8K.Params(path=str(FIX / "gsm8k_small.jsonl"), **params)
@@ -80,11 +109,18 @@ def hub(monkeypatch):
     rows = {
         ("openai/gsm8k", "train"): [{"question": "1 + 1?", "answer": "1 + 1 = 2\n#### 2"}] * 3,
         ("openai/gsm8k", "test"): [{"question": "2 + 2?", "answer": "2 + 2 = 4\n#### 4"}] * 2,
-        ("tau/commonsense_qa", "validation"): [{
-            "id": "v1", "question": "Where do fish live?", "question_concept": "fish",
-            "choices": {"label": ["A", "B", "C", "D", "E"],
-                        "text": ["tree", "water", "sky", "desk", "road"]},
-            "answerKey": "B"}],
+        ("tau/commonsense_qa", "validation"): [
+            {
+                "id": "v1",
+                "question": "Where do fish live?",
+                "question_concept": "fish",
+                "choices": {
+                    "label": ["A", "B", "C", "D", "E"],
+                    "text": ["tree", "water", "sky", "desk", "road"],
+                },
+                "answerKey": "B",
+            }
+        ],
     }
 
     def load_dataset(name, config=None, split=None):
@@ -102,7 +138,9 @@ def test_hub_sources_read_the_named_splits_with_each_dataset_s_own_config(hub):
     assert out["heldout"]["split"][0] == "openai/gsm8k[test], whole"
 
     hub.clear()
-    dev = run(CommonsenseQA, hf_dataset="tau/commonsense_qa", split="validation", heldout_size="all")
+    dev = run(
+        CommonsenseQA, hf_dataset="tau/commonsense_qa", split="validation", heldout_size="all"
+    )
     assert hub == [("tau/commonsense_qa", None, "validation")]  # not GSM8K's "main"
     row = dev["heldout"].row(0, named=True)
     assert row["answer"] == "B" and "(b) water" in row["question"]

@@ -38,12 +38,15 @@ def one_error(r, *fragments, code=(1, 2)) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize(("store", "says"), [
-    ("", "names no place"),
-    ("file://", "names no place"),
-    ("s3://", "names no bucket"),
-    ("gs:///", "names no bucket"),
-])
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [
+        ("", "names no place"),
+        ("file://", "names no place"),
+        ("s3://", "names no bucket"),
+        ("gs:///", "names no bucket"),
+    ],
+)
 def test_a_store_uri_that_names_nothing_is_refused(spec, tmp_path, store, says):
     for command in (["plan", spec], ["run", spec, "--executor", "local"], ["ls"]):
         r = cli(*command, "--store", store, cwd=tmp_path)
@@ -53,21 +56,32 @@ def test_a_store_uri_that_names_nothing_is_refused(spec, tmp_path, store, says):
 
 def test_an_offline_object_store_gives_up_after_the_timeout(spec):
     t0 = time.monotonic()
-    r = cli("plan", spec, "--store", "gs://stardag-no-such-bucket/x", "--timeout", "2",
-            timeout=90)
+    r = cli("plan", spec, "--store", "gs://stardag-no-such-bucket/x", "--timeout", "2", timeout=90)
     one_error(r, "store")
     assert time.monotonic() - t0 < 60
 
 
-@pytest.mark.parametrize(("address", "says"), [
-    ("bogus", "expected HOST:PORT, ray://HOST:PORT or auto"),
-    ("", "expected HOST:PORT, ray://HOST:PORT or auto"),
-    ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
-    ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("bogus", "expected HOST:PORT, ray://HOST:PORT or auto"),
+        ("", "expected HOST:PORT, ray://HOST:PORT or auto"),
+        ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+        ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1"),
+    ],
+)
 def test_a_cluster_address_that_answers_nothing_is_one_error(spec, tmp_path, address, says):
-    r = cli("run", spec, "--store", tmp_path / "store", "--address", address, "--timeout", "5",
-            timeout=90)
+    r = cli(
+        "run",
+        spec,
+        "--store",
+        tmp_path / "store",
+        "--address",
+        address,
+        "--timeout",
+        "5",
+        timeout=90,
+    )
     one_error(r, says)
     assert not list((tmp_path / "store").rglob("manifest.json"))
 
@@ -80,8 +94,17 @@ def test_a_listening_port_that_never_answers_gives_up_after_the_timeout(spec, tm
         server.listen(8)
         port = server.getsockname()[1]
         t0 = time.monotonic()
-        r = cli("run", spec, "--store", tmp_path / "store", "--address", f"127.0.0.1:{port}",
-                "--timeout", "3", timeout=120)
+        r = cli(
+            "run",
+            spec,
+            "--store",
+            tmp_path / "store",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "3",
+            timeout=120,
+        )
     one_error(r, f"127.0.0.1:{port}")
     assert time.monotonic() - t0 < 90
 
@@ -103,21 +126,28 @@ def test_a_spec_path_that_is_a_symlink_loop_or_a_fifo_is_one_error(tmp_path):
     os.mkfifo(tmp_path / "fifo.yaml")  # reading it would wait for a writer forever
     one_error(cli("plan", tmp_path / "fifo.yaml", timeout=60), "a named pipe", code=(2,))
     write(tmp_path / "child.yaml", "extends: a.yaml\nname: child\n")
-    one_error(cli("plan", tmp_path / "child.yaml"), "`extends` names a loop of symbolic links",
-              code=(2,))
+    one_error(
+        cli("plan", tmp_path / "child.yaml"), "`extends` names a loop of symbolic links", code=(2,)
+    )
 
 
 def test_a_data_file_that_is_a_fifo_is_named_as_such(tmp_path):
     os.mkfifo(tmp_path / "problems.jsonl")
-    spec = write(tmp_path / "gsm.yaml", """
+    spec = write(
+        tmp_path / "gsm.yaml",
+        """
         name: gsm
         stages:
           problems:
             op: gsm8k
             params: {path: problems.jsonl, heldout_size: 1}
-        """)
-    one_error(cli("run", spec, "--executor", "local", timeout=60),
-              "problems.jsonl is a named pipe (FIFO), not a file", code=(2,))
+        """,
+    )
+    one_error(
+        cli("run", spec, "--executor", "local", timeout=60),
+        "problems.jsonl is a named pipe (FIFO), not a file",
+        code=(2,),
+    )
 
 
 def test_an_integer_of_5000_digits_given_with_set_is_one_error(spec):
@@ -126,7 +156,9 @@ def test_an_integer_of_5000_digits_given_with_set_is_one_error(spec):
 
 
 def test_yaml_1_1_booleans_as_stage_names_stay_names(tmp_path):
-    spec = write(tmp_path / "bools.yaml", """
+    spec = write(
+        tmp_path / "bools.yaml",
+        """
         name: bools
         stages:
           yes:
@@ -134,7 +166,8 @@ def test_yaml_1_1_booleans_as_stage_names_stay_names(tmp_path):
           no:
             op: engine_ops:Scale
             inputs: {table: "yes"}
-        """)
+        """,
+    )
     r = cli("dag", spec)
     assert r.returncode == 0, r.stderr
     assert "yes  [engine_ops:Numbers]" in r.stdout and "no  [engine_ops:Scale]" in r.stdout
@@ -160,20 +193,27 @@ class Raise(Operator):
 """
 
 
-@pytest.mark.parametrize(("what", "says"), [
-    ("interrupt", "the operator raised KeyboardInterrupt"),
-    ("exit", "the operator called sys.exit(4)"),
-])
+@pytest.mark.parametrize(
+    ("what", "says"),
+    [
+        ("interrupt", "the operator raised KeyboardInterrupt"),
+        ("exit", "the operator called sys.exit(4)"),
+    ],
+)
 def test_an_operator_raising_keyboardinterrupt_or_systemexit_is_a_failed_stage(
-        tmp_path, what, says):
+    tmp_path, what, says
+):
     (tmp_path / "raising_ops.py").write_text(OPS)
-    spec = write(tmp_path / "raise.yaml", f"""
+    spec = write(
+        tmp_path / "raise.yaml",
+        f"""
         name: raising
         stages:
           boom:
             op: raising_ops:Raise
             params: {{what: {what}}}
-        """)
+        """,
+    )
     r = cli("run", spec, "--executor", "local", "-q")
     line = one_error(r, "stage 'boom'", "failed: " + says, code=(1,))
     assert "interrupted" not in r.stderr, line
@@ -201,12 +241,18 @@ def test_a_signal_stops_a_ray_run_cleanly(tmp_path, signum, code):
     spec = write(tmp_path / "slow.yaml", SLOW)
     store, block, calls = tmp_path / "store", tmp_path / "block", tmp_path / "calls.txt"
     block.touch()
-    proc = subprocess.Popen(cli_command("run", spec, "--store", store),
-                            env=cli_env(STARDAG_TEST_BLOCK=str(block),
-                                        STARDAG_TEST_CALLS=str(calls)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    until(lambda: "slow" in (calls.read_text() if calls.exists() else "") or proc.poll() is not None,
-          timeout=180, what="the run inside `slow`")
+    proc = subprocess.Popen(
+        cli_command("run", spec, "--store", store),
+        env=cli_env(STARDAG_TEST_BLOCK=str(block), STARDAG_TEST_CALLS=str(calls)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    until(
+        lambda: "slow" in (calls.read_text() if calls.exists() else "") or proc.poll() is not None,
+        timeout=180,
+        what="the run inside `slow`",
+    )
     assert proc.poll() is None, proc.communicate()[1]
     started = psutil.Process(proc.pid).children(recursive=True)  # Ray's processes
     proc.send_signal(signum)
@@ -240,12 +286,15 @@ class Metrics(Operator):
 
 def test_report_plot_into_a_missing_directory_is_one_error(tmp_path):
     (tmp_path / "metrics_ops.py").write_text(METRICS_OPS)
-    spec = write(tmp_path / "metrics.yaml", """
+    spec = write(
+        tmp_path / "metrics.yaml",
+        """
         name: metrics
         stages:
           evaluate:
             op: metrics_ops:Metrics
-        """)
+        """,
+    )
     assert cli("run", spec, "--executor", "local", "-q").returncode == 0
     r = cli("report", spec, "--plot", tmp_path / "missing" / "x.png")
     one_error(r, "directory", "does not exist")

@@ -158,9 +158,7 @@ class Project:
         model = root / "model"
         model.mkdir()
         (model / "config.json").write_text('{"model_type": "tiny", "hidden_size": 4}')
-        header = json.dumps(
-            {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
-        ).encode()
+        header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
         (model / "model.safetensors").write_bytes(
             len(header).to_bytes(8, "little") + header + bytes(range(16))
         )
@@ -237,9 +235,7 @@ def test_changed_operator_code_reruns_the_stage_with_cause_code(project):
 
 def test_a_changed_helper_in_another_module_of_the_package_reruns_the_stage(project):
     # proj/loud.py is untouched; the function it calls, in proj/text.py, changes
-    project.edit(
-        "proj/text.py", "word.upper() + suffix", "word.upper() + suffix + suffix"
-    )
+    project.edit("proj/text.py", "word.upper() + suffix", "word.upper() + suffix + suffix")
     plan, ran = project.rerun()
     assert reruns(plan) == {"loud": ["code"], "probe": ["inputs"]}
     assert ran == ["loud", "probe"]
@@ -247,9 +243,7 @@ def test_a_changed_helper_in_another_module_of_the_package_reruns_the_stage(proj
 
 def test_a_changed_input_file_reruns_the_stage_with_cause_params(project):
     words = project.path("words.txt")
-    words.write_text(
-        words.read_text()
-    )  # rewritten with the same content: nothing to do
+    words.write_text(words.read_text())  # rewritten with the same content: nothing to do
     assert_all_cached(project)
     words.write_text("alpha\nbeta\ndelta\n")
     plan, ran = project.rerun()
@@ -320,9 +314,7 @@ def test_files_of_a_model_directory_count_one_by_one(project):
         project.path("model/config.json"),
         project.path("model/model.safetensors"),
     )
-    config.write_bytes(
-        config.read_bytes() + b"model.safetensors\0" + weights.read_bytes()
-    )
+    config.write_bytes(config.read_bytes() + b"model.safetensors\0" + weights.read_bytes())
     weights.unlink()
     plan, ran = project.rerun()
     assert reruns(plan) == {"base": ["params"], "probe": ["inputs"]}
@@ -356,9 +348,7 @@ def test_the_builtin_hf_model_stage_is_keyed_by_the_content_of_the_weights(proje
     assert after_dir["dir"] != before["dir"] and after_dir["gguf"] == before["gguf"]
     _flip_keeping_size_and_mtime(project.path("tiny.gguf"))
     assert keys()["gguf"] != before["gguf"]
-    _flip_keeping_size_and_mtime(
-        project.path("model/model.safetensors")
-    )  # flipped back
+    _flip_keeping_size_and_mtime(project.path("model/model.safetensors"))  # flipped back
     assert keys()["dir"] == before["dir"]
 
 
@@ -403,16 +393,10 @@ def test_docstrings_do_not_rerun(project):
         "class Shout(Operator):\n",
         'class Shout(Operator):\n    """Upper-cases every word."""\n\n',
     )
-    project.edit(
-        "proj/loud.py", "table):\n", 'table):\n        """One word at a time."""\n'
-    )
-    project.edit(
-        "proj/text.py", "suffix):\n", 'suffix):\n    """The word, louder."""\n'
-    )
+    project.edit("proj/loud.py", "table):\n", 'table):\n        """One word at a time."""\n')
+    project.edit("proj/text.py", "suffix):\n", 'suffix):\n    """The word, louder."""\n')
     assert_all_cached(project)
-    project.edit(
-        "proj/loud.py", '"""Upper-cases every word."""', '"""Upper-cases words."""'
-    )
+    project.edit("proj/loud.py", '"""Upper-cases every word."""', '"""Upper-cases words."""')
     assert_all_cached(project)
 
 

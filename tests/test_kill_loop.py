@@ -25,13 +25,24 @@ kill_loop = _bench("kill_loop").kill_loop
 
 # the trainer in-process and no Ray executor: the kills land in the stages, not in Ray's
 # start-up (bench/kill_loop.py runs the default pipeline as it is, on Ray)
-CI = [*SMALL, "stages.base.params.steps=200", "stages.base.params.checkpoint_every=50",
-      "loop.stages.train.params.trainer=torch"]
+CI = [
+    *SMALL,
+    "stages.base.params.steps=200",
+    "stages.base.params.checkpoint_every=50",
+    "loop.stages.train.params.trainer=torch",
+]
 
 
 def test_twenty_kills_in_a_row_never_leave_a_wrong_artifact_and_change_no_result(tmp_path):
-    res = kill_loop(ROOT / "pipelines" / "star.yaml", CI, kills=20, seed=0,
-                    executor="local", work=tmp_path, log=lambda m: print(m, file=sys.stderr))
+    res = kill_loop(
+        ROOT / "pipelines" / "star.yaml",
+        CI,
+        kills=20,
+        seed=0,
+        executor="local",
+        work=tmp_path,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     assert res["kills"] == 20, res["record"]
     assert res["differ"] == [], res["record"]
     assert res["stages"] == 17

@@ -33,8 +33,12 @@ KEY = "ab" * 32
 
 def start(spec: Path, store: Path, calls: Path, block: Path, log: Path):
     env = cli_env(STARDAG_TEST_CALLS=str(calls), STARDAG_TEST_BLOCK=str(block))
-    return subprocess.Popen(cli_command("run", spec, "--store", store, "--executor", "local"),
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    return subprocess.Popen(
+        cli_command("run", spec, "--store", store, "--executor", "local"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),
+    )
 
 
 def calls_of(path: Path) -> list[str]:
@@ -54,8 +58,10 @@ def test_a_second_run_waits_for_the_stage_the_first_is_computing(setup, tmp_path
     a = start(spec, store, calls, block, tmp_path / "a.log")
     until(lambda: "slow" in calls_of(calls), what="run A inside `slow`")
     b = start(spec, store, calls, block, tmp_path / "b.log")
-    until(lambda: "waiting: another run is computing it" in (tmp_path / "b.log").read_text(),
-          what="run B waiting")
+    until(
+        lambda: "waiting: another run is computing it" in (tmp_path / "b.log").read_text(),
+        what="run B waiting",
+    )
     block.unlink()
     assert a.wait(60) == 0 and b.wait(60) == 0, (tmp_path / "b.log").read_text()
     assert sorted(calls_of(calls)) == ["after", "nums", "slow"]  # each stage once in all
@@ -124,7 +130,9 @@ def _in_pid_namespace(cmd: list, first: bool) -> list:
 
 
 def _can_unshare() -> bool:
-    return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode == 0
+    )
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs unshare --pid (root)")
@@ -133,13 +141,27 @@ def test_runs_in_two_pid_namespaces_respect_each_others_live_lease(setup, tmp_pa
     env = cli_env(STARDAG_TEST_CALLS=str(calls), STARDAG_TEST_BLOCK=str(block))
     cmd = cli_command("run", spec, "--store", store, "--executor", "local")
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    a = subprocess.Popen(_in_pid_namespace(cmd, first=True), env=env, stdout=subprocess.DEVNULL,
-                         stderr=open(logs[0], "w"))
+    a = subprocess.Popen(
+        _in_pid_namespace(cmd, first=True),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(logs[0], "w"),
+    )
     until(lambda: "slow" in calls_of(calls), what="run A inside `slow`")
-    b = subprocess.Popen(_in_pid_namespace(cmd, first=False), env=env,
-                         stdout=subprocess.DEVNULL, stderr=open(logs[1], "w"))
-    until(lambda: "waiting: another run is computing it" in logs[1].read_text()
-          or b.poll() is not None or calls_of(calls).count("slow") > 1, what="run B waiting")
+    b = subprocess.Popen(
+        _in_pid_namespace(cmd, first=False),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(logs[1], "w"),
+    )
+    until(
+        lambda: (
+            "waiting: another run is computing it" in logs[1].read_text()
+            or b.poll() is not None
+            or calls_of(calls).count("slow") > 1
+        ),
+        what="run B waiting",
+    )
     block.unlink()
     assert a.wait(60) == 0, logs[0].read_text()
     assert b.wait(60) == 0, logs[1].read_text()

@@ -47,13 +47,16 @@ def _loop(tmp_path):
 def test_a_loop_of_three_iterations_compiles_to_the_right_graph(tmp_path):
     graph = compile_spec(load_spec(_loop(tmp_path)))
     assert list(graph.nodes)[:2] == ["numbers", "model"]
-    assert sorted(graph.nodes) == sorted(["numbers", "model"] + [
-        f"{s}@{i}" for i in (1, 2, 3) for s in ("step", "total", "weights")])
+    assert sorted(graph.nodes) == sorted(
+        ["numbers", "model"] + [f"{s}@{i}" for i in (1, 2, 3) for s in ("step", "total", "weights")]
+    )
     assert graph.nodes["step@1"].inputs == {"table": ("numbers", "table")}
     assert graph.nodes["step@2"].inputs == {"table": ("step@1", "table")}
     assert graph.nodes["step@3"].inputs == {"table": ("step@2", "table")}
-    assert graph.nodes["total@2"].inputs == {"table": ("step@2", "table"),
-                                             "extra": ("numbers", "table")}
+    assert graph.nodes["total@2"].inputs == {
+        "table": ("step@2", "table"),
+        "extra": ("numbers", "table"),
+    }
     assert graph.nodes["weights@3"].inputs == {"model": ("model", "model")}
     # the iteration index reaches the operator as a param
     assert [graph.nodes[f"step@{i}"].params.iteration for i in (1, 2, 3)] == [1, 2, 3]
@@ -76,12 +79,18 @@ def test_a_loop_runs_and_each_iteration_sees_the_previous_output(tmp_path, calls
 
 
 def test_a_stage_after_the_loop_reads_the_last_iteration(tmp_path, calls):
-    spec = write(tmp_path / "after.yaml", LOOP.replace(
-        "final:\n  placeholder: true\n", "") .replace("stages:\n  numbers:", """stages:
+    spec = write(
+        tmp_path / "after.yaml",
+        LOOP.replace("final:\n  placeholder: true\n", "").replace(
+            "stages:\n  numbers:",
+            """stages:
   summary:
     op: engine_ops:Sum
     inputs: {table: step@last}
-  numbers:""", 1))
+  numbers:""",
+            1,
+        ),
+    )
     graph = compile_spec(load_spec(spec))
     assert graph.nodes["summary"].inputs == {"table": ("step@3", "table")}
     run(spec)
@@ -92,7 +101,9 @@ def test_a_variant_reuses_the_bases_upstream_artifacts(tmp_path, calls):
     base = _loop(tmp_path)
     run(base)
     calls.take()
-    variant = write(tmp_path / "variant.yaml", """
+    variant = write(
+        tmp_path / "variant.yaml",
+        """
         extends: loop.yaml
         name: looped-variant
         loop:
@@ -100,16 +111,20 @@ def test_a_variant_reuses_the_bases_upstream_artifacts(tmp_path, calls):
             total:
               inputs:
                 extra: null      # drop an input: the variant differs from here down
-        """)
+        """,
+    )
     result = run(variant)
     assert sorted(calls.take()) == ["total@1", "total@2", "total@3"]
     assert sorted(result.cached()) == sorted(
-        ["numbers", "model"] + [f"{s}@{i}" for i in (1, 2, 3) for s in ("step", "weights")])
+        ["numbers", "model"] + [f"{s}@{i}" for i in (1, 2, 3) for s in ("step", "weights")]
+    )
 
 
 def test_a_variant_can_swap_an_operator(tmp_path, calls):
     write(tmp_path / "loop.yaml", LOOP.replace("final:\n  placeholder: true\n", ""))
-    variant = write(tmp_path / "swap.yaml", """
+    variant = write(
+        tmp_path / "swap.yaml",
+        """
         extends: loop.yaml
         name: swapped
         stages:
@@ -123,7 +138,8 @@ def test_a_variant_can_swap_an_operator(tmp_path, calls):
             step:
               op: engine_ops:Scale
               params: {factor: 3}
-        """)
+        """,
+    )
     graph = compile_spec(load_spec(variant))
     assert graph.nodes["step@2"].op_ref == "engine_ops:Scale"
     assert graph.nodes["step@2"].params.factor == 3
@@ -131,8 +147,15 @@ def test_a_variant_can_swap_an_operator(tmp_path, calls):
 
 
 def test_overrides_from_the_command_line_reach_loop_stages(tmp_path):
-    graph = compile_spec(load_spec(_loop(tmp_path), ["loop.iterations=2",
-                                                     "loop.stages.step.op=engine_ops:Scale",
-                                                     "loop.stages.step.params.factor=7"]))
+    graph = compile_spec(
+        load_spec(
+            _loop(tmp_path),
+            [
+                "loop.iterations=2",
+                "loop.stages.step.op=engine_ops:Scale",
+                "loop.stages.step.params.factor=7",
+            ],
+        )
+    )
     assert graph.nodes["step@2"].params.factor == 7
     assert "step@3" not in graph.nodes

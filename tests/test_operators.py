@@ -42,21 +42,29 @@ def model_dir(tmp_path_factory):
 
 def problems(n=6, digits=(1, 2)):
     rows = arith.make_problems(0, digits, n // len(digits))
-    return pl.DataFrame({"id": [r["id"] for r in rows], "question": [r["question"] for r in rows],
-                         "answer": [r["answer"] for r in rows],
-                         "meta": [{"digits": r["digits"]} for r in rows]})
+    return pl.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "question": [r["question"] for r in rows],
+            "answer": [r["answer"] for r in rows],
+            "meta": [{"digits": r["digits"]} for r in rows],
+        }
+    )
 
 
 def prompts(n=6, digits=(1, 2)):
     op = FewshotPrompt
-    return op().run(ctx(op, template="{question}\n", hint_template="{question}|{hint}\n"),
-                    problems(n, digits))
+    return op().run(
+        ctx(op, template="{question}\n", hint_template="{question}|{hint}\n"), problems(n, digits)
+    )
 
 
 def test_fewshot_prompt_builds_k_exemplars_and_a_hinted_twin(tmp_path):
     ex = tmp_path / "ex.yaml"
-    ex.write_text("exemplars:\n- {question: '1+1', rationale: 'one and one', answer: '2'}\n"
-                  "- {question: '2+2', rationale: 'two and two', answer: '4'}\n")
+    ex.write_text(
+        "exemplars:\n- {question: '1+1', rationale: 'one and one', answer: '2'}\n"
+        "- {question: '2+2', rationale: 'two and two', answer: '4'}\n"
+    )
     out = FewshotPrompt().run(ctx(FewshotPrompt, exemplars=str(ex), k=2), problems())
     first = out.row(0, named=True)
     assert first["prompt"].startswith("Q: 1+1\nA: one and one\n\nQ: 2+2\nA: two and two\n\nQ: ")
@@ -123,11 +131,14 @@ def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir
     assert messages == ["resumed 3 of 6 shards committed by an interrupted run"]
 
 
-@pytest.mark.parametrize("params,reason", [
-    (dict(max_new_tokens=3), "length"),              # cut off mid-scratchpad
-    (dict(max_new_tokens=40), "eos"),                # the model ended it
-    (dict(max_new_tokens=40, stop=["="]), "stop"),   # a stop string ended it
-])
+@pytest.mark.parametrize(
+    "params,reason",
+    [
+        (dict(max_new_tokens=3), "length"),  # cut off mid-scratchpad
+        (dict(max_new_tokens=40), "eos"),  # the model ended it
+        (dict(max_new_tokens=40, stop=["="]), "stop"),  # a stop string ended it
+    ],
+)
 def test_every_sample_records_why_it_ended(model_dir, params, reason):
     out = Sample().run(ctx(Sample, **params), model_dir, prompts())
     assert out["finish_reason"].unique().to_list() == [reason]
@@ -138,11 +149,19 @@ def test_every_sample_records_why_it_ended(model_dir, params, reason):
 
 
 def test_verify_by_answer_and_by_steps():
-    s = pl.DataFrame({"id": ["a", "b", "c", "d"], "question": ["12+34", "12+34", "12+34", "5+5"],
-                      "answer": ["46", "46", "46", "10"], "prompt": [""] * 4, "sample_index": [0] * 4,
-                      "completion": [arith.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
-                      "prompt_tokens": [0] * 4, "completion_tokens": [0] * 4,
-                      "finish_reason": ["eos"] * 4})
+    s = pl.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "question": ["12+34", "12+34", "12+34", "5+5"],
+            "answer": ["46", "46", "46", "10"],
+            "prompt": [""] * 4,
+            "sample_index": [0] * 4,
+            "completion": [arith.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
+            "prompt_tokens": [0] * 4,
+            "completion_tokens": [0] * 4,
+            "finish_reason": ["eos"] * 4,
+        }
+    )
     by_answer = Verify().run(ctx(Verify), s)
     assert by_answer["pred"].to_list() == ["46", "46", "47", "10"]
     assert by_answer["correct"].to_list() == [True, True, False, True]
@@ -158,8 +177,9 @@ def test_hint_rationalize_samples_only_failures_and_removes_the_hint(model_dir):
     verified = Verify().run(ctx(Verify), samples)
     # pretend the first problem was solved: it must not be rationalized
     verified = verified.with_columns((pl.col("id") == p["id"][0]).alias("correct"))
-    out = HintRationalize().run(ctx(HintRationalize, max_new_tokens=20, n=4, temperature=1.0),
-                                model_dir, p, verified)
+    out = HintRationalize().run(
+        ctx(HintRationalize, max_new_tokens=20, n=4, temperature=1.0), model_dir, p, verified
+    )
     assert p["id"][0] not in out["id"].to_list()
     assert out["rationalized"].all() and out["correct"].all()
     for row in out.iter_rows(named=True):
@@ -189,20 +209,43 @@ def test_hint_rationalize_resumes_from_its_shards_with_the_same_output(model_dir
 
 
 def _verified(rows):
-    return pl.DataFrame([{"id": i, "question": "1+1", "answer": "2", "prompt": "1+1\n",
-                          "sample_index": k, "completion": c, "prompt_tokens": 4,
-                          "completion_tokens": 4, "finish_reason": "eos", "pred": "2",
-                          "correct": ok}
-                         for i, k, c, ok in rows])
+    return pl.DataFrame(
+        [
+            {
+                "id": i,
+                "question": "1+1",
+                "answer": "2",
+                "prompt": "1+1\n",
+                "sample_index": k,
+                "completion": c,
+                "prompt_tokens": 4,
+                "completion_tokens": 4,
+                "finish_reason": "eos",
+                "pred": "2",
+                "correct": ok,
+            }
+            for i, k, c, ok in rows
+        ]
+    )
 
 
 def test_dedupe_removes_exact_and_normalized_duplicates_and_keeps_k_per_problem():
-    gen = _verified([("a", 0, "x =2", True), ("a", 1, "x =2", True), ("a", 2, "X  =2 ", True),
-                     ("a", 3, "y =2", True), ("b", 0, "z =2", False)])
+    gen = _verified(
+        [
+            ("a", 0, "x =2", True),
+            ("a", 1, "x =2", True),
+            ("a", 2, "X  =2 ", True),
+            ("a", 3, "y =2", True),
+            ("b", 0, "z =2", False),
+        ]
+    )
     rat = _verified([("a", 0, "w =2", True), ("b", 0, "v =2", True)])
     out = Dedupe().run(ctx(Dedupe, max_per_problem=2), gen, rat)
     assert out.select("id", "completion", "source").rows() == [
-        ("a", "x =2", "generation"), ("a", "y =2", "generation"), ("b", "v =2", "rationalization")]
+        ("a", "x =2", "generation"),
+        ("a", "y =2", "generation"),
+        ("b", "v =2", "rationalization"),
+    ]
     exact_only = Dedupe().run(ctx(Dedupe, max_per_problem=5, normalize=False), gen)
     assert exact_only["completion"].to_list() == ["x =2", "X  =2 ", "y =2"]
 
@@ -214,10 +257,16 @@ def test_the_step_budget_grows_as_in_the_paper():
 
 def _examples():
     rows = [(f"e{i}", f"{i}+{i}", arith.scratchpad(i, i)) for i in range(10)]
-    return pl.DataFrame({"id": [r[0] for r in rows], "question": [r[1] for r in rows],
-                         "answer": [str(2 * i) for i in range(10)],
-                         "prompt": [f"{r[1]}\n" for r in rows], "completion": [r[2] for r in rows],
-                         "source": ["generation"] * 10})
+    return pl.DataFrame(
+        {
+            "id": [r[0] for r in rows],
+            "question": [r[1] for r in rows],
+            "answer": [str(2 * i) for i in range(10)],
+            "prompt": [f"{r[1]}\n" for r in rows],
+            "completion": [r[2] for r in rows],
+            "source": ["generation"] * 10,
+        }
+    )
 
 
 def _weights(d: Path):
@@ -245,15 +294,24 @@ def test_shard_train_starts_from_base_by_default_or_from_previous(model_dir, tmp
     base = _weights(model_dir)
     assert not all(np.array_equal(a[k], base[k]) for k in a)
     with pytest.raises(ValueError, match="no training examples"):
-        ShardTrain().run(ctx(ShardTrain, tmp_path / "four", **params), model_dir, _examples().clear())
+        ShardTrain().run(
+            ctx(ShardTrain, tmp_path / "four", **params), model_dir, _examples().clear()
+        )
 
 
 def test_shard_train_with_lora_trains_adapters_only_and_saves_a_merged_model(model_dir, tmp_path):
     import numpy as np
     from transformers import AutoModelForCausalLM
 
-    params = dict(steps=3, lr=5e-2, warmup=0, batch_size=4, trainer="torch", max_length=64,
-                  lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    params = dict(
+        steps=3,
+        lr=5e-2,
+        warmup=0,
+        batch_size=4,
+        trainer="torch",
+        max_length=64,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+    )
     c = ctx(ShardTrain, tmp_path, iteration=1, **params)
     ShardTrain().run(c, model_dir, _examples())
     out = c.output_dir("model")
@@ -272,13 +330,26 @@ def test_shard_train_with_lora_trains_adapters_only_and_saves_a_merged_model(mod
 
 def test_evaluate_reports_accuracy_by_slice_and_train_data_used(model_dir):
     p = prompts(8, digits=(1, 2))
-    ex = _examples().head(3).with_columns(pl.Series("id", p["id"][:3]),
-                                          pl.Series("source", ["generation", "generation", "rationalization"]))
-    out = Evaluate().run(ctx(Evaluate, slice_field="digits", max_new_tokens=20), model_dir, p, ex, p)
+    ex = (
+        _examples()
+        .head(3)
+        .with_columns(
+            pl.Series("id", p["id"][:3]),
+            pl.Series("source", ["generation", "generation", "rationalization"]),
+        )
+    )
+    out = Evaluate().run(
+        ctx(Evaluate, slice_field="digits", max_new_tokens=20), model_dir, p, ex, p
+    )
     m = {(r["kind"], r["slice"]): r for r in out["metrics"].iter_rows(named=True)}
-    assert set(m) >= {("accuracy", "all"), ("accuracy", "1"), ("accuracy", "2"),
-                      ("train_used", "generation"), ("train_used", "rationalization"),
-                      ("faithful", "generation")}
+    assert set(m) >= {
+        ("accuracy", "all"),
+        ("accuracy", "1"),
+        ("accuracy", "2"),
+        ("train_used", "generation"),
+        ("train_used", "rationalization"),
+        ("faithful", "generation"),
+    }
     assert m[("accuracy", "1")]["n"] == 4
     assert m[("accuracy", "all")]["value"] == pytest.approx(out["predictions"]["correct"].mean())
     assert m[("train_used", "generation")]["value"] == pytest.approx(2 / 8)
@@ -310,9 +381,13 @@ def test_operators_import_neither_ray_nor_the_engine_beyond_the_operator_contrac
     offenders = []
     for path in sorted(root.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
-                     else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top == "ray" and path.name not in _DRIVES_RAY:
@@ -329,14 +404,20 @@ def test_evaluate_reports_truncated_completions_and_where_the_heldout_problems_c
     # 3 tokens cut every scratchpad short: all truncated, none correct
     assert out["predictions"]["finish_reason"].unique().to_list() == ["length"]
     assert m[("truncated", "all")]["value"] == 1.0 and m[("accuracy", "all")]["value"] == 0.0
-    assert (m[("heldout", "test.jsonl, whole")]["value"], m[("heldout", "test.jsonl, whole")]["n"]) == (1.0, 6)
+    assert (
+        m[("heldout", "test.jsonl, whole")]["value"],
+        m[("heldout", "test.jsonl, whole")]["n"],
+    ) == (1.0, 6)
 
 
-def test_shard_train_logs_loss_lr_and_tokens_per_second_and_keeps_every_step(model_dir, tmp_path, capfd):
+def test_shard_train_logs_loss_lr_and_tokens_per_second_and_keeps_every_step(
+    model_dir, tmp_path, capfd
+):
     import json
 
-    params = dict(steps=5, lr=1e-2, warmup=2, batch_size=4, trainer="torch", max_length=64,
-                  log_every=2)
+    params = dict(
+        steps=5, lr=1e-2, warmup=2, batch_size=4, trainer="torch", max_length=64, log_every=2
+    )
     c = ctx(ShardTrain, tmp_path, iteration=1, **params)
     ShardTrain().run(c, model_dir, _examples())
     lines = [line for line in capfd.readouterr().err.splitlines() if "tokens/s" in line]

@@ -43,8 +43,9 @@ def test_map_commits_every_chunk_and_a_resumed_map_computes_only_the_rest():
         map_chunks(_Doubler, {"fail_at": 2}, chunks, shards=log)
     assert sorted(log.shards) == [0, 1]
     _Doubler.calls = []
-    out = map_chunks(_Doubler, {}, chunks, shards=log, landed=lambda i, t: landed.append(i),
-                     log=messages.append)
+    out = map_chunks(
+        _Doubler, {}, chunks, shards=log, landed=lambda i, t: landed.append(i), log=messages.append
+    )
     assert _Doubler.calls == [2, 3]
     assert [t.column("v").to_pylist() for t in out] == [[2, 4], [6], [8, 10], [12]]
     assert sorted(landed) == [0, 1, 2, 3]
@@ -63,7 +64,9 @@ stages:
 def test_workers_is_not_in_the_key(tmp_path):
     spec = write(tmp_path / "par.yaml", SPEC)
     one = {e.node: e.key for e in stardag.plan(spec)}
-    three = {e.node: e.key for e in stardag.plan(spec, overrides=["stages.squares.params.workers=3"])}
+    three = {
+        e.node: e.key for e in stardag.plan(spec, overrides=["stages.squares.params.workers=3"])
+    }
     assert one == three
 
 
@@ -82,8 +85,11 @@ def ray_two_cpus():
 
 
 def _content(spec, store, overrides=(), stage="squares") -> str:
-    entry = next(e for e in stardag.plan(spec, overrides=list(overrides), store=str(store))
-                 if e.node == stage)
+    entry = next(
+        e
+        for e in stardag.plan(spec, overrides=list(overrides), store=str(store))
+        if e.node == stage
+    )
     assert entry.status == "cached"
     out = entry.manifest["outputs"]
     return next(iter(out.values()))["content_hash"]
@@ -140,5 +146,6 @@ def test_sampling_over_two_workers_gives_the_samples_of_one(tmp_path, ray_two_cp
     over = ["stages.samples.params.workers=2"]
     two = stardag.run(spec, overrides=over, store=str(tmp_path / "two"), progress=False)
     assert "samples" in two.computed()
-    assert (_content(spec, tmp_path / "two", over, "samples")
-            == _content(spec, tmp_path / "one", (), "samples"))
+    assert _content(spec, tmp_path / "two", over, "samples") == _content(
+        spec, tmp_path / "one", (), "samples"
+    )

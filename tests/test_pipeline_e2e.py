@@ -32,9 +32,19 @@ def test_the_default_pipeline_runs_reports_and_caches_and_its_variant_reuses_it(
     first = stardag.run(PIPELINES / "star.yaml", overrides=SMALL, store=store, progress=False)
     assert "train@2" in first.computed() and "evaluate@2" in first.computed()
 
-    out = CliRunner().invoke(main, ["report", str(PIPELINES / "star.yaml"), "--store", store,
-                                    "--json", "--plot", str(tmp_path / "r.png"),
-                                    *sum((["--set", s] for s in SMALL), [])])
+    out = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(PIPELINES / "star.yaml"),
+            "--store",
+            store,
+            "--json",
+            "--plot",
+            str(tmp_path / "r.png"),
+            *sum((["--set", s] for s in SMALL), []),
+        ],
+    )
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
     assert [e["iteration"] for e in report["iterations"]] == [0, 1, 2]
@@ -46,10 +56,21 @@ def test_the_default_pipeline_runs_reports_and_caches_and_its_variant_reuses_it(
     again = stardag.run(PIPELINES / "star.yaml", overrides=SMALL, store=store, progress=False)
     assert again.computed() == []
 
-    plan = {e.node: e for e in stardag.plan(PIPELINES / "star_no_rationalization.yaml",
-                                            overrides=SMALL, store=store)}
-    for shared in ("problems", "base", "train_prompts", "heldout_prompts", "evaluate_base",
-                   "samples@1", "verified@1"):
+    plan = {
+        e.node: e
+        for e in stardag.plan(
+            PIPELINES / "star_no_rationalization.yaml", overrides=SMALL, store=store
+        )
+    }
+    for shared in (
+        "problems",
+        "base",
+        "train_prompts",
+        "heldout_prompts",
+        "evaluate_base",
+        "samples@1",
+        "verified@1",
+    ):
         assert plan[shared].status == "cached", shared
     assert plan["examples@1"].status == "run" and plan["examples@1"].causes == ["new"]
     assert "rationalized@1" not in plan

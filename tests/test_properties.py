@@ -79,8 +79,7 @@ def check_error(e: SpecError, path: Path, text: str):
 
 YAMLISH = st.text(
     alphabet=st.sampled_from(
-        list("abnmeopstgi:{}[]-,&*!|>'\"#@%\n\n\n  \t.0123456789<=?~\\")
-        + ["é", "\x85", "\ufeff"]
+        list("abnmeopstgi:{}[]-,&*!|>'\"#@%\n\n\n  \t.0123456789<=?~\\") + ["é", "\x85", "\ufeff"]
     ),
     max_size=120,
 )
@@ -93,9 +92,7 @@ YAMLISH = st.text(
 @example(text="name: t\n\tstages: {}\n")
 @example(text="<<: [1]\n")
 @example(text="!!python/object/apply:os.system [ls]\n")
-@example(
-    text="name: t\nstages:\n  nums: {op: engine_ops:Numbers, params: {n: !!binary aGk=}}\n"
-)
+@example(text="name: t\nstages:\n  nums: {op: engine_ops:Numbers, params: {n: !!binary aGk=}}\n")
 def test_any_text_loads_or_is_one_spec_error_naming_the_file_and_line(spec_file, text):
     spec_file.write_text(text, encoding="utf-8")
     out = load_or_error(spec_file, compile_it=True)
@@ -110,9 +107,7 @@ def edited_spec(draw):
     lines = NUMS.splitlines(keepends=True)
     for _ in range(draw(st.integers(1, 3))):
         i = draw(st.integers(0, len(lines) - 1))
-        kind = draw(
-            st.sampled_from(["delete", "insert", "replace", "dup", "drop", "indent"])
-        )
+        kind = draw(st.sampled_from(["delete", "insert", "replace", "dup", "drop", "indent"]))
         line = lines[i]
         j = draw(st.integers(0, len(line)))
         token = draw(
@@ -158,9 +153,7 @@ def edited_spec(draw):
 
 @SETTINGS
 @given(text=edited_spec())
-def test_an_edited_spec_loads_or_is_one_spec_error_naming_the_file_and_line(
-    spec_file, text
-):
+def test_an_edited_spec_loads_or_is_one_spec_error_naming_the_file_and_line(spec_file, text):
     spec_file.write_text(text, encoding="utf-8")
     out = load_or_error(spec_file, compile_it=True)
     if isinstance(out, SpecError):
@@ -216,8 +209,7 @@ SCALARS = (
 TREES = st.recursive(
     SCALARS,
     lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
     ),
     max_leaves=20,
 )
@@ -236,9 +228,7 @@ def test_generated_yaml_structures_load_or_give_one_spec_error(spec_file, data):
 # --- overrides ----------------------------------------------------------------------------
 
 OVERRIDE_TEXT = st.text(
-    alphabet=st.sampled_from(
-        list("abcnmopstgu.=:{}[]!'\" 0123456789-_@#&*\n\t,") + ["é"]
-    ),
+    alphabet=st.sampled_from(list("abcnmopstgu.=:{}[]!'\" 0123456789-_@#&*\n\t,") + ["é"]),
     max_size=40,
 )
 
@@ -254,9 +244,7 @@ def test_parse_override_gives_a_key_path_and_a_value_or_a_spec_error(text):
         parts, _ = parse_override(text)
     except SpecError as e:
         assert e.file == "--set" and e.line is None
-        assert (
-            repr(text) in e.message or repr(text.partition("=")[0].strip()) in e.message
-        )
+        assert repr(text) in e.message or repr(text.partition("=")[0].strip()) in e.message
         return
     key = text.partition("=")[0].strip()
     assert "=" in text and parts == tuple(key.split(".")) and all(parts)
@@ -287,9 +275,7 @@ def test_any_override_applies_or_is_a_spec_error(spec_file, key, value, prefix):
     out = load_or_error(spec_file, [text], compile_it=True)
     if isinstance(out, SpecError):
         check_error(out, spec_file, NUMS)
-        assert out.file in (str(spec_file.resolve()), "--set", f"--set {text}"), str(
-            out
-        )
+        assert out.file in (str(spec_file.resolve()), "--set", f"--set {text}"), str(out)
 
 
 PARAM_NAMES = st.text(alphabet=string.ascii_letters + "_", min_size=1, max_size=12)
@@ -317,15 +303,13 @@ def test_a_scalar_set_reads_back_as_the_value_set(spec_file, name, value):
     text = f"stages.nums.params.{name}={json.dumps(value)}"
     loaded = load_spec(spec_file, [text])
     got = loaded.raw["stages"]["nums"]["params"][name]
-    assert type(got) is type(value) and (
-        got == value or (math.isnan(got) and math.isnan(value))
-    )
+    assert type(got) is type(value) and (got == value or (math.isnan(got) and math.isnan(value)))
     assert loaded.spec.stages["nums"].params[name] == value
     assert loaded.where(("stages", "nums", "params", name)) == (f"--set {text}", None)
     # the other params are as the file gave them
-    assert {
-        k: v for k, v in loaded.raw["stages"]["nums"]["params"].items() if k != name
-    } == {k: v for k, v in {"n": 3, "start": 0}.items() if k != name}
+    assert {k: v for k, v in loaded.raw["stages"]["nums"]["params"].items() if k != name} == {
+        k: v for k, v in {"n": 3, "start": 0}.items() if k != name
+    }
 
 
 @SETTINGS
@@ -347,9 +331,7 @@ def test_an_integer_param_takes_any_integer_and_nothing_else(spec_file, n):
 def test_a_float_param_takes_integers_and_floats(spec_file, seconds):
     slow = "  slow:\n    op: engine_ops:Sleep\n    inputs: {table: nums}\n"
     spec_file.write_text(NUMS.replace("loop:", slow + "loop:"))
-    graph = compile_spec(
-        load_spec(spec_file, [f"stages.slow.params.seconds={seconds!r}"])
-    )
+    graph = compile_spec(load_spec(spec_file, [f"stages.slow.params.seconds={seconds!r}"]))
     assert graph.nodes["slow"].params.seconds == float(seconds)
 
 
@@ -415,15 +397,12 @@ def test_any_nesting_depth_loads_or_is_a_spec_error(spec_file, depth, flow):
 def test_aliases_of_aliases_load_or_are_refused_quickly(spec_file, width, levels):
     lines = ["name: t", "stages: {}", "description: &x0 d"]
     lines += [
-        f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * width) + "]"
-        for i in range(1, levels + 1)
+        f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * width) + "]" for i in range(1, levels + 1)
     ]
     text = "\n".join(lines) + "\n"
     spec_file.write_text(text)
     out = load_or_error(spec_file)
-    assert isinstance(
-        out, SpecError
-    )  # x1.. are unknown keys, or the expansion is refused
+    assert isinstance(out, SpecError)  # x1.. are unknown keys, or the expansion is refused
     check_error(out, spec_file, text)
     if width**levels > 200_000:
         assert "expands to more than" in out.message

@@ -1,6 +1,5 @@
 """Stages on Ray: the same artifacts as in-process, independent stages side by side."""
 
-
 import pytest
 from support import TESTS, Calls, run, write
 
@@ -45,14 +44,33 @@ def test_stages_run_as_ray_tasks_and_match_a_local_run(tmp_path, monkeypatch):
         assert on_ray.nodes[node].manifest["outputs"] == local.nodes[node].manifest["outputs"]
     # a failure on Ray is the operator's error, with its stage
     with pytest.raises(stardag.errors.StageFailed, match="broken.*told to fail"):
-        run(spec, "stages.broken.params.fail=true", executor="ray", store=str(tmp_path / "ray-store"))
+        run(
+            spec,
+            "stages.broken.params.fail=true",
+            executor="ray",
+            store=str(tmp_path / "ray-store"),
+        )
     # a stage asking for more than any node of the embedded Ray has fails at once, by name
-    with pytest.raises(stardag.errors.StageFailed,
-                       match=r"stage 'left'.*needs CPU 1, GPU 1, and no node of this Ray"):
-        run(spec, "stages.left.resources.gpus=1", "stages.left.params.factor=4", executor="ray",
-            store=str(tmp_path / "ray-store"))
+    with pytest.raises(
+        stardag.errors.StageFailed,
+        match=r"stage 'left'.*needs CPU 1, GPU 1, and no node of this Ray",
+    ):
+        run(
+            spec,
+            "stages.left.resources.gpus=1",
+            "stages.left.params.factor=4",
+            executor="ray",
+            store=str(tmp_path / "ray-store"),
+        )
     # and so does one asking for a custom resource that no node has
-    with pytest.raises(stardag.errors.StageFailed,
-                       match=r"stage 'left'.*needs CPU 1, tpu_pod 1, and no node of this Ray"):
-        run(spec, "stages.left.resources.custom={tpu_pod: 1}", "stages.left.params.factor=5",
-            executor="ray", store=str(tmp_path / "ray-store"))
+    with pytest.raises(
+        stardag.errors.StageFailed,
+        match=r"stage 'left'.*needs CPU 1, tpu_pod 1, and no node of this Ray",
+    ):
+        run(
+            spec,
+            "stages.left.resources.custom={tpu_pod: 1}",
+            "stages.left.params.factor=5",
+            executor="ray",
+            store=str(tmp_path / "ray-store"),
+        )

@@ -27,29 +27,44 @@ def test_gsm8k_gold_and_normalization():
 
 def test_commonsenseqa_rows_put_the_choices_in_the_question():
     rows = load_problems(str(FIX / "commonsenseqa_small.jsonl"), csqa_row)
-    assert rows[0]["question"] == ("Where do you eat breakfast at home?\nAnswer Choices:\n"
-                                   "(a) table (b) kitchen table (c) chair (d) floor (e) roof")
+    assert rows[0]["question"] == (
+        "Where do you eat breakfast at home?\nAnswer Choices:\n"
+        "(a) table (b) kitchen table (c) chair (d) floor (e) roof"
+    )
     assert [r["answer"] for r in rows] == ["B", "E", "A"]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("So the answer is (b).", "B"), ("The answer is B.", "B"), ("(E) valley", "E"),
-    ("So the answer is kitchen table.", "B"), ("I would say a table", "A"),
-    ("the answer is valley", None), ("nothing", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("So the answer is (b).", "B"),
+        ("The answer is B.", "B"),
+        ("(E) valley", "E"),
+        ("So the answer is kitchen table.", "B"),
+        ("I would say a table", "A"),
+        ("the answer is valley", None),
+        ("nothing", None),
+    ],
+)
 def test_commonsenseqa_parser_reads_letters_and_choice_texts(text, expected):
     question = load_problems(str(FIX / "commonsenseqa_small.jsonl"), csqa_row)[0]["question"]
     assert csqa_parse(text, question) == expected
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"question": "q", "answer": "a\\n#### 1"}\n{not json}\n', ":2: not a JSON object"),
-    ('{"question": "q"}\n', ":1: missing field 'answer'"),
-    ('{"question": "q", "answer": "no final line"}\n', ":1: answer has no '#### N' final line"),
-    ('{"question": "q", "answer": "x\\n#### many"}\n', ":1: the final answer after '####' is not a number"),
-    ('[1, 2]\n', ":1: not a JSON object"),
-    ('', "no problems in the file"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"question": "q", "answer": "a\\n#### 1"}\n{not json}\n', ":2: not a JSON object"),
+        ('{"question": "q"}\n', ":1: missing field 'answer'"),
+        ('{"question": "q", "answer": "no final line"}\n', ":1: answer has no '#### N' final line"),
+        (
+            '{"question": "q", "answer": "x\\n#### many"}\n',
+            ":1: the final answer after '####' is not a number",
+        ),
+        ("[1, 2]\n", ":1: not a JSON object"),
+        ("", "no problems in the file"),
+    ],
+)
 def test_malformed_gsm8k_files_give_the_file_and_line(tmp_path, content, message):
     f = tmp_path / "bad.jsonl"
     f.write_text(content)
@@ -57,14 +72,27 @@ def test_malformed_gsm8k_files_give_the_file_and_line(tmp_path, content, message
         load_problems(str(f), gsm8k_row)
 
 
-@pytest.mark.parametrize("row,message", [
-    ('{"answerKey": "F", "id": "x", "question": {"stem": "s", "choices": [{"label": "A", "text": "a"}]}}',
-     "answerKey 'F' is not one of the choice labels"),
-    ('{"answerKey": "A", "id": "x", "question": {"choices": []}}', "missing field 'question.stem'"),
-    ('{"answerKey": "A", "id": "x", "question": {"stem": "s", "choices": "A"}}', "should be list"),
-    ('{"answerKey": "A", "id": "x", "question": {"stem": "s", "choices": [{"label": "A"}]}}',
-     "each choice needs a string"),
-])
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        (
+            '{"answerKey": "F", "id": "x", "question": {"stem": "s", "choices": [{"label": "A", "text": "a"}]}}',
+            "answerKey 'F' is not one of the choice labels",
+        ),
+        (
+            '{"answerKey": "A", "id": "x", "question": {"choices": []}}',
+            "missing field 'question.stem'",
+        ),
+        (
+            '{"answerKey": "A", "id": "x", "question": {"stem": "s", "choices": "A"}}',
+            "should be list",
+        ),
+        (
+            '{"answerKey": "A", "id": "x", "question": {"stem": "s", "choices": [{"label": "A"}]}}',
+            "each choice needs a string",
+        ),
+    ],
+)
 def test_malformed_commonsenseqa_rows_are_refused(tmp_path, row, message):
     f = tmp_path / "bad.jsonl"
     f.write_text(row + "\n")
@@ -77,7 +105,11 @@ def test_missing_file_and_split():
         load_problems("/nonexistent/x.jsonl", gsm8k_row)
     rows = [{"id": str(i)} for i in range(10)]
     train, held = split(rows, 0, None, 3)
-    assert len(held) == 3 and len(train) == 7 and not {r["id"] for r in train} & {r["id"] for r in held}
+    assert (
+        len(held) == 3
+        and len(train) == 7
+        and not {r["id"] for r in train} & {r["id"] for r in held}
+    )
     assert split(rows, 0, 2, 3)[0] == train[:2]
     with pytest.raises(DataError):
         split(rows, 0, None, 10)

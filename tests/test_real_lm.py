@@ -43,17 +43,22 @@ def test_a_model_directory_param_counts_by_content(tmp_path):
 
 
 @pytest.mark.ray
-@pytest.mark.skipif(not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout")
+@pytest.mark.skipif(
+    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
+)
 def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
     # the fixtures' easy problems to train on, and a held-out file used whole
-    small = ["stages.problems.params.path=../tests/fixtures/gsm8k_small.jsonl",
-             "stages.problems.params.heldout_path=../tests/fixtures/gsm8k_test_small.jsonl",
-             "stages.problems.params.heldout_size=all",
-             "stages.evaluate_base.params.max_new_tokens=48",
-             "loop.stages.samples.params.max_new_tokens=48",
-             "loop.stages.rationalized.params.max_new_tokens=48",
-             "loop.stages.evaluate.params.max_new_tokens=48",
-             "loop.stages.train.params.steps=1", "loop.stages.train.params.max_length=256"]
+    small = [
+        "stages.problems.params.path=../tests/fixtures/gsm8k_small.jsonl",
+        "stages.problems.params.heldout_path=../tests/fixtures/gsm8k_test_small.jsonl",
+        "stages.problems.params.heldout_size=all",
+        "stages.evaluate_base.params.max_new_tokens=48",
+        "loop.stages.samples.params.max_new_tokens=48",
+        "loop.stages.rationalized.params.max_new_tokens=48",
+        "loop.stages.evaluate.params.max_new_tokens=48",
+        "loop.stages.train.params.steps=1",
+        "loop.stages.train.params.max_length=256",
+    ]
     store = str(tmp_path / "store")
     spec = ROOT / "pipelines" / "gsm8k_cpu.yaml"
     # strictly verified, with completions cut off at 48 tokens never correct, the 135M model
@@ -65,7 +70,9 @@ def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
     samples = stardag.read(spec, "verified", iteration=1, overrides=small, store=store)
     assert set(samples["finish_reason"]) <= {"stop", "eos", "length"}
     assert not samples.filter(samples["finish_reason"] == "length")["correct"].any()
-    metrics = stardag.read(spec, "evaluate", iteration=1, output="metrics", overrides=small, store=store)
+    metrics = stardag.read(
+        spec, "evaluate", iteration=1, output="metrics", overrides=small, store=store
+    )
     m = {(r["kind"], r["slice"]): r for r in metrics.iter_rows(named=True)}
     assert m[("accuracy", "all")]["n"] == 3
     assert m[("heldout", "gsm8k_test_small.jsonl, whole")]["n"] == 3
@@ -95,7 +102,9 @@ def test_vllm_requests_are_seeded_by_position_and_cut_into_shards():
     p = Sample.Params(backend="vllm", n=2, seed=3, shard_size=3)
     chunks = vb.chunks_of(["a", "b"], p)
     assert [[(i, k, t) for i, k, t, _ in c] for c in chunks] == [
-        [(0, 0, "a"), (0, 1, "a"), (1, 0, "b")], [(1, 1, "b")]]
+        [(0, 0, "a"), (0, 1, "a"), (1, 0, "b")],
+        [(1, 1, "b")],
+    ]
     seeds = [seed for c in chunks for *_, seed in c]
     assert len(set(seeds)) == 4
     # the same request keeps its seed whatever the shard size: workers and shards change
@@ -116,16 +125,22 @@ def test_vllm_engine_arguments_keep_the_kv_cache_small_on_a_cpu(monkeypatch):
     assert on_cpu["gpu_memory_utilization"] <= 0.2 and on_cpu["enforce_eager"]
 
 
-@pytest.mark.parametrize("finish_reason,stop_reason,reason", [
-    ("stop", "\nQ:", "stop"),   # a stop string ended it (vLLM leaves it out of the text)
-    ("stop", None, "eos"),      # the model's end token
-    ("stop", 2, "eos"),         # a stop token id
-    ("length", None, "length"),  # cut off at max_tokens
-])
+@pytest.mark.parametrize(
+    "finish_reason,stop_reason,reason",
+    [
+        ("stop", "\nQ:", "stop"),  # a stop string ended it (vLLM leaves it out of the text)
+        ("stop", None, "eos"),  # the model's end token
+        ("stop", 2, "eos"),  # a stop token id
+        ("length", None, "length"),  # cut off at max_tokens
+    ],
+)
 def test_the_vllm_backend_names_why_a_completion_ended_as_the_hf_backend_does(
-        finish_reason, stop_reason, reason):
+    finish_reason, stop_reason, reason
+):
     from types import SimpleNamespace
 
     from operators import vllm_backend as vb
 
-    assert vb.finish(SimpleNamespace(finish_reason=finish_reason, stop_reason=stop_reason)) == reason
+    assert (
+        vb.finish(SimpleNamespace(finish_reason=finish_reason, stop_reason=stop_reason)) == reason
+    )

@@ -28,11 +28,16 @@ loop:
 """
 
 
-@pytest.mark.parametrize("k,n,low,high", [
-    # z = 1.96: (p + z^2/2n) / (1 + z^2/n) -/+ z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
-    (0, 10, 0.0, 0.27753), (5, 10, 0.23659, 0.76341), (10, 10, 0.72247, 1.0),
-    (81, 263, 0.25529, 0.36621),
-])
+@pytest.mark.parametrize(
+    "k,n,low,high",
+    [
+        # z = 1.96: (p + z^2/2n) / (1 + z^2/n) -/+ z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+        (0, 10, 0.0, 0.27753),
+        (5, 10, 0.23659, 0.76341),
+        (10, 10, 0.72247, 1.0),
+        (81, 263, 0.25529, 0.36621),
+    ],
+)
 def test_the_wilson_interval_of_known_proportions(k, n, low, high):
     got = wilson(k / n, n)
     assert got == pytest.approx([low, high], abs=5e-5)
@@ -44,12 +49,16 @@ def test_the_report_gives_n_and_an_interval_for_every_accuracy(tmp_path):
     store = str(tmp_path / "store")
     run(spec, store=store)
     cli = CliRunner()
-    out = cli.invoke(main, ["report", str(spec), "--store", store, "--json",
-                            "--plot", str(tmp_path / "r.png")])
+    out = cli.invoke(
+        main, ["report", str(spec), "--store", store, "--json", "--plot", str(tmp_path / "r.png")]
+    )
     assert out.exit_code == 0, out.output
     its = json.loads(out.stdout)["iterations"]
-    assert [(e["iteration"], e["accuracy"], e["n"]) for e in its] == [(0, 0.0, 10), (1, 0.5, 10),
-                                                                      (2, 1.0, 10)]
+    assert [(e["iteration"], e["accuracy"], e["n"]) for e in its] == [
+        (0, 0.0, 10),
+        (1, 0.5, 10),
+        (2, 1.0, 10),
+    ]
     for e in its:
         assert e["ci95"] == wilson(e["accuracy"], 10)
         assert e["ci95"][0] <= e["accuracy"] <= e["ci95"][1]
@@ -58,7 +67,9 @@ def test_the_report_gives_n_and_an_interval_for_every_accuracy(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000
     assert its[0]["training"] == []  # before training
     assert [[(s["step"], s["loss"]) for s in e["training"]] for e in its[1:]] == [
-        [(1, 2.0), (2, 1.5), (3, 1.0)], [(1, 1.0), (2, 0.75), (3, 0.5)]]
+        [(1, 2.0), (2, 1.5), (3, 1.0)],
+        [(1, 1.0), (2, 0.75), (3, 0.5)],
+    ]
 
     text = cli.invoke(main, ["report", str(spec), "--store", store, "--no-plot"])
     assert text.exit_code == 0, text.output
@@ -76,9 +87,14 @@ def test_the_plot_draws_each_interval_as_an_error_bar(tmp_path):
 
     from stardag import report
 
-    data = {"spec": "s", "not_computed": [], "iterations": [
-        report.entry_of(i, [{"kind": "accuracy", "slice": "all", "value": k / 20, "n": 20}])
-        for i, k in enumerate((2, 9))]}
+    data = {
+        "spec": "s",
+        "not_computed": [],
+        "iterations": [
+            report.entry_of(i, [{"kind": "accuracy", "slice": "all", "value": k / 20, "n": 20}])
+            for i, k in enumerate((2, 9))
+        ],
+    }
     drawn = []
     real = plt.Axes.errorbar
 
@@ -91,7 +107,7 @@ def test_the_plot_draws_each_interval_as_an_error_bar(tmp_path):
         report.plot(data, tmp_path / "p.png")
     finally:
         plt.Axes.errorbar = real
-    (xs, ys, (below, above)), = drawn
+    ((xs, ys, (below, above)),) = drawn
     assert xs == [0, 1] and ys == pytest.approx([10.0, 45.0])
     for y, b, a, e in zip(ys, below, above, data["iterations"]):
         assert (y - b, y + a) == pytest.approx((100 * e["ci95"][0], 100 * e["ci95"][1]))
@@ -105,10 +121,14 @@ def test_the_plot_draws_the_training_loss_curves_beside_the_accuracy(tmp_path):
 
     from stardag import report
 
-    entries = [report.entry_of(i, [{"kind": "accuracy", "slice": "all", "value": 0.5, "n": 4}])
-               for i in (0, 1, 2)]
+    entries = [
+        report.entry_of(i, [{"kind": "accuracy", "slice": "all", "value": 0.5, "n": 4}])
+        for i in (0, 1, 2)
+    ]
     for e in entries[1:]:
-        e["training"] = [{"step": s, "loss": 2.0 / s / e["iteration"], "lr": 1e-5} for s in (1, 2, 3)]
+        e["training"] = [
+            {"step": s, "loss": 2.0 / s / e["iteration"], "lr": 1e-5} for s in (1, 2, 3)
+        ]
     lines = []
     real = plt.Axes.plot
 

@@ -42,8 +42,14 @@ stages:
 
 
 def stardag(*args, store: Path, **popen):
-    return subprocess.Popen(cli_command("run", *args, "--store", store), env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        cli_command("run", *args, "--store", store),
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finish(proc, timeout=300) -> str:
@@ -53,7 +59,11 @@ def finish(proc, timeout=300) -> str:
 
 
 def shards(store: Path) -> list[Path]:
-    return sorted((store / "partial").rglob("samples-*.parquet")) if (store / "partial").exists() else []
+    return (
+        sorted((store / "partial").rglob("samples-*.parquet"))
+        if (store / "partial").exists()
+        else []
+    )
 
 
 def samples_hash(spec: Path, store: Path) -> str:
@@ -157,7 +167,9 @@ stages:
 """
 
 
-def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(tmp_path, monkeypatch):
+def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(
+    tmp_path, monkeypatch
+):
     """trainer: torch: crash right after the checkpoint at step 4 of 6; the resumed run's
     model equals an uninterrupted run's, bit for bit."""
     import numpy as np
@@ -172,21 +184,41 @@ def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(t
     hf.set_threads(1)
     tok = charlm.make_tokenizer()
     base = tmp_path / "base"
-    hf.save(charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0), tok, base)
+    hf.save(
+        charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0), tok, base
+    )
     rows = [(f"p{i}", f"{i}+{i + 3}") for i in range(12)]
-    examples = pl.DataFrame({"id": [r[0] for r in rows], "question": [r[1] for r in rows],
-                             "answer": [str(2 * i + 3) for i in range(12)],
-                             "prompt": [r[1] + "\n" for r in rows],
-                             "completion": [arith.scratchpad(i, i + 3) for i in range(12)],
-                             "source": ["generation"] * 12})
+    examples = pl.DataFrame(
+        {
+            "id": [r[0] for r in rows],
+            "question": [r[1] for r in rows],
+            "answer": [str(2 * i + 3) for i in range(12)],
+            "prompt": [r[1] + "\n" for r in rows],
+            "completion": [arith.scratchpad(i, i + 3) for i in range(12)],
+            "source": ["generation"] * 12,
+        }
+    )
 
     def train(out: Path, partial: Path):
-        params = st.ShardTrain.Params(steps=6, lr=1e-2, warmup=0, batch_size=4, max_length=64,
-                                      trainer="torch", checkpoint_every=2, iteration=1)
+        params = st.ShardTrain.Params(
+            steps=6,
+            lr=1e-2,
+            warmup=0,
+            batch_size=4,
+            max_length=64,
+            trainer="torch",
+            checkpoint_every=2,
+            iteration=1,
+        )
         out.mkdir(parents=True)
         # what the executor gives: a place under the stage's key for each name
-        ctx = Context(params, "train", {"model": out}, DefaultResources(cpus=1),
-                      storage=lambda name: (None, str(partial / name)))
+        ctx = Context(
+            params,
+            "train",
+            {"model": out},
+            DefaultResources(cpus=1),
+            storage=lambda name: (None, str(partial / name)),
+        )
         st.ShardTrain().run(ctx, base, examples)
         return load_file(str(out / "model.safetensors"))
 
@@ -217,8 +249,11 @@ def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
     shutil.copytree(store, whole)
     finish(stardag(spec, store=whole))
     proc = stardag(spec, store=store)
+
     def ckpts():
-        return list((store / "partial").rglob("checkpoint_*")) if (store / "partial").exists() else []
+        return (
+            list((store / "partial").rglob("checkpoint_*")) if (store / "partial").exists() else []
+        )
 
     _until(lambda: len(ckpts()) >= 1 or proc.poll() is not None, timeout=240)
     assert proc.poll() is None, proc.communicate()[1]
@@ -239,7 +274,8 @@ def test_a_killed_ray_training_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def test_pretraining_the_char_model_resumes_from_its_checkpoint_with_the_same_weights(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     import numpy as np
 
     from operators import arith, charlm, hf
@@ -251,8 +287,19 @@ def test_pretraining_the_char_model_resumes_from_its_checkpoint_with_the_same_we
     def pretrain(state_dir, steps=6):
         model = charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
         at = []
-        charlm.pretrain(model, tok, corpus, steps, batch_size=8, lr=3e-3, warmup=1, seed=0,
-                        state_dir=str(state_dir), checkpoint_every=2, resumed=at.append)
+        charlm.pretrain(
+            model,
+            tok,
+            corpus,
+            steps,
+            batch_size=8,
+            lr=3e-3,
+            warmup=1,
+            seed=0,
+            state_dir=str(state_dir),
+            checkpoint_every=2,
+            resumed=at.append,
+        )
         return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}, at
 
     whole, at = pretrain(tmp_path / "a")

@@ -53,12 +53,22 @@ def s3(s3_endpoint, monkeypatch, tmp_path, request):
     """A fresh bucket; returns the store URI."""
     import pyarrow.fs as pafs
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "STARDAG_CACHE": str(tmp_path / "cache")}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "STARDAG_CACHE": str(tmp_path / "cache"),
+    }.items():
         monkeypatch.setenv(k, v)
     bucket = f"b-{request.node.name[5:40].replace('_', '-').lower()}".rstrip("-")
-    fs = pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", access_key="testing",
-                           secret_key="testing", region="us-east-1", allow_bucket_creation=True)
+    fs = pafs.S3FileSystem(
+        endpoint_override=s3_endpoint,
+        scheme="http",
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
     fs.create_dir(bucket)
     return f"s3://{bucket}/team/cache?endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
 
@@ -68,8 +78,11 @@ def _keys(store_uri: str) -> set[str]:
 
     s = Store(store_uri)
     sel = pafs.FileSelector(f"{s.root}", recursive=True, allow_not_found=True)
-    return {i.path.removeprefix(s.root + "/") for i in s.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File}
+    return {
+        i.path.removeprefix(s.root + "/")
+        for i in s.fs.get_file_info(sel)
+        if i.type == pafs.FileType.File
+    }
 
 
 def test_a_spec_runs_against_s3_and_matches_a_local_run(s3, tmp_path):
@@ -92,7 +105,9 @@ def test_a_spec_runs_against_s3_and_matches_a_local_run(s3, tmp_path):
     assert Path(model).is_dir() and str(tmp_path / "cache") in str(model)
     # data sits under the publish's own directory; nothing staged is left in the bucket
     keys = _keys(s3)
-    assert all("/data-" in k for k in keys if k.startswith("objects/") and not k.endswith("manifest.json"))
+    assert all(
+        "/data-" in k for k in keys if k.startswith("objects/") and not k.endswith("manifest.json")
+    )
     assert not any(k.startswith(("tmp/", "leases/", "partial/")) for k in keys)
 
 
@@ -230,7 +245,8 @@ def test_two_runs_sharing_an_s3_store_compute_each_stage_once(s3, tmp_path):
 
 
 def test_a_store_that_ignores_conditional_writes_still_leases_with_a_warning(
-        s3, monkeypatch, capfd):
+    s3, monkeypatch, capfd
+):
     from stardag.leases import S3Objects
 
     monkeypatch.setattr(S3Objects, "honours_conditions", lambda self, probe: False)

@@ -22,9 +22,7 @@ from stardag.spec import STAGE_NAME, load_spec
 from stardag.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = sorted((REPO / "stardag").rglob("*.py")) + sorted(
-    (REPO / "operators").rglob("*.py")
-)
+SOURCES = sorted((REPO / "stardag").rglob("*.py")) + sorted((REPO / "operators").rglob("*.py"))
 
 
 def _tree(path: Path) -> ast.AST:
@@ -97,9 +95,7 @@ def test_python_yaml_tags_in_an_extended_spec_and_in_set_run_nothing(tmp_path):
         load_spec(spec)
     spec.write_text("name: t\nstages:\n  nums:\n    op: engine_ops:Numbers\n")
     with pytest.raises(SpecError, match="could not determine a constructor"):
-        load_spec(
-            spec, [f"stages.nums.params=!!python/object/apply:os.system [touch {flag}]"]
-        )
+        load_spec(spec, [f"stages.nums.params=!!python/object/apply:os.system [touch {flag}]"])
     assert not flag.exists()
 
 
@@ -127,9 +123,7 @@ def test_every_yaml_load_in_the_code_uses_a_safe_loader():
                 loader = _keyword(call, "Loader")
                 assert isinstance(loader, (ast.Name, ast.Attribute)), f"{path}: {name}"
                 text = ast.unparse(loader)
-                assert text in ("_Loader", "yaml.SafeLoader"), (
-                    f"{path}: {name}(Loader={text})"
-                )
+                assert text in ("_Loader", "yaml.SafeLoader"), f"{path}: {name}(Loader={text})"
             assert name not in (
                 "yaml.unsafe_load",
                 "yaml.full_load",
@@ -172,9 +166,7 @@ def test_no_engine_or_operator_module_imports_a_pickle_library():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert name.split(".")[0] not in PICKLE_MODULES, (
-                    f"{path}: imports {name}"
-                )
+                assert name.split(".")[0] not in PICKLE_MODULES, f"{path}: imports {name}"
 
 
 def test_no_code_loads_or_saves_pickles():
@@ -183,27 +175,15 @@ def test_no_code_loads_or_saves_pickles():
             last = name.rsplit(".", 1)[-1]
             if name == "torch.load":
                 weights_only = _keyword(call, "weights_only")
-                assert (
-                    isinstance(weights_only, ast.Constant)
-                    and weights_only.value is True
-                ), f"{path}:{call.lineno}: torch.load without weights_only=True"
-            assert name not in ("torch.save", "np.save", "numpy.save"), (
-                f"{path}:{call.lineno}"
-            )
-            assert last not in ("read_pickle", "to_pickle"), (
-                f"{path}:{call.lineno}: {name}"
-            )
-            allow = _keyword(call, "allow_pickle")
-            assert not (isinstance(allow, ast.Constant) and allow.value), (
-                f"{path}:{call.lineno}"
-            )
-            if (
-                last in ("save_pretrained",)
-                and _keyword(call, "safe_serialization") is not None
-            ):
-                assert _keyword(call, "safe_serialization").value is True, (
-                    f"{path}:{call.lineno}"
+                assert isinstance(weights_only, ast.Constant) and weights_only.value is True, (
+                    f"{path}:{call.lineno}: torch.load without weights_only=True"
                 )
+            assert name not in ("torch.save", "np.save", "numpy.save"), f"{path}:{call.lineno}"
+            assert last not in ("read_pickle", "to_pickle"), f"{path}:{call.lineno}: {name}"
+            allow = _keyword(call, "allow_pickle")
+            assert not (isinstance(allow, ast.Constant) and allow.value), f"{path}:{call.lineno}"
+            if last in ("save_pretrained",) and _keyword(call, "safe_serialization") is not None:
+                assert _keyword(call, "safe_serialization").value is True, f"{path}:{call.lineno}"
 
 
 def test_no_code_evaluates_strings():
@@ -250,9 +230,7 @@ class Prompts(Operator):
 """
 
 
-def test_a_model_in_the_store_with_only_pickle_weights_is_refused_not_loaded(
-    tmp_path, monkeypatch
-):
+def test_a_model_in_the_store_with_only_pickle_weights_is_refused_not_loaded(tmp_path, monkeypatch):
     """A model artifact whose weights are a pickle (here one that would run a command when
     loaded) is refused by the stage that would load it: exit 2, the command never runs."""
     module = f"pickle_ops_{tmp_path.name}"
@@ -277,13 +255,10 @@ def test_a_model_in_the_store_with_only_pickle_weights_is_refused_not_loaded(
     assert r.exit_code == 2, r.output
     assert "stage 'samples' (op sample): invalid input: " in r.stderr
     assert (
-        "no safetensors weights (it has pytorch_model.bin: pickle files, never loaded)"
-        in r.stderr
+        "no safetensors weights (it has pytorch_model.bin: pickle files, never loaded)" in r.stderr
     )
     assert not flag.exists()
-    assert not any(
-        m.get("stage") == "samples" for m in Store(tmp_path / "store").artifacts()
-    )
+    assert not any(m.get("stage") == "samples" for m in Store(tmp_path / "store").artifacts())
 
 
 def test_models_load_only_from_safetensors(tmp_path):
@@ -301,9 +276,7 @@ def test_models_load_only_from_safetensors(tmp_path):
     # transformers is told so too, in case a directory holds both
     for path in (REPO / "operators" / "hf.py", REPO / "operators" / "hf_model.py"):
         source = path.read_text()
-        assert "use_safetensors=True" in source or '"use_safetensors"] = ' in source, (
-            path
-        )
+        assert "use_safetensors=True" in source or '"use_safetensors"] = ' in source, path
 
 
 # --- no remote code by default ----------------------------------------------------------
@@ -392,14 +365,11 @@ def test_store_paths_refuse_keys_that_are_not_hex(tmp_path, key):
 @pytest.mark.parametrize(
     "name", ["..", "../x", "a/b", "/abs", "a\\b", "x.y", "x y", "é", "-x", "a@1", ""]
 )
-def test_stage_and_spec_names_that_could_be_paths_are_refused_at_compile_time(
-    tmp_path, name
-):
+def test_stage_and_spec_names_that_could_be_paths_are_refused_at_compile_time(tmp_path, name):
     assert not STAGE_NAME.match(name)
     spec = tmp_path / "spec.yaml"
     spec.write_text(
-        f"name: t\nstages:\n  {yaml.safe_dump(name).splitlines()[0]}:\n"
-        "    op: engine_ops:Numbers\n"
+        f"name: t\nstages:\n  {yaml.safe_dump(name).splitlines()[0]}:\n    op: engine_ops:Numbers\n"
     )
     with pytest.raises(SpecError, match="stage names must be"):
         load_spec(spec)

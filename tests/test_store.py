@@ -42,14 +42,22 @@ def _objects(tmp_path):
 
 
 def test_killing_a_run_mid_stage_leaves_no_complete_artifact_and_the_next_run_resumes(
-        tmp_path, spec, calls):
+    tmp_path, spec, calls
+):
     block = tmp_path / "block"
     block.touch()
     env = {**os.environ, "STARDAG_TEST_BLOCK": str(block), "PYTHONPATH": str(TESTS)}
-    proc = subprocess.Popen([sys.executable, "-m", "stardag.cli", "run", str(spec),
-                             "--executor", "local"], env=env, stderr=subprocess.PIPE)
-    until(lambda: list((tmp_path / ".stardag" / "tmp").glob("*/blob/half.bin"))
-          or proc.poll() is not None, what="the operator's first file")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stardag.cli", "run", str(spec), "--executor", "local"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    until(
+        lambda: (
+            list((tmp_path / ".stardag" / "tmp").glob("*/blob/half.bin")) or proc.poll() is not None
+        ),
+        what="the operator's first file",
+    )
     assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -77,8 +85,10 @@ def _corrupt_and_rerun(tmp_path, spec, calls, damage):
     damage(tmp_path / ".stardag" / "objects" / key[:2] / key)
     again = run(spec, force=["total"])  # `total` reads slow's table: the damage is found
     assert calls.take() == ["slow", "total"]
-    assert again.nodes["total"].manifest["outputs"]["total"]["content_hash"] == \
-        result.nodes["total"].manifest["outputs"]["total"]["content_hash"]
+    assert (
+        again.nodes["total"].manifest["outputs"]["total"]["content_hash"]
+        == result.nodes["total"].manifest["outputs"]["total"]["content_hash"]
+    )
     assert run(spec).computed() == []
 
 
@@ -88,15 +98,28 @@ def _flip(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [
-    pytest.param(lambda d: _flip(d / "table" / "part-0.parquet"), id="flipped-bytes"),
-    pytest.param(lambda d: (d / "table" / "part-0.parquet").write_bytes(
-        (d / "table" / "part-0.parquet").read_bytes()[:40]), id="truncated"),
-    pytest.param(lambda d: (d / "manifest.json").unlink(), id="missing-manifest"),
-    pytest.param(lambda d: (d / "table" / "part-0.parquet").unlink(), id="manifest-without-data"),
-    pytest.param(lambda d: (d / "manifest.json").write_text("{not json"), id="garbled-manifest"),
-])
-def test_a_corrupt_artifact_is_detected_reported_and_recomputed(tmp_path, spec, calls, damage, capsys):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda d: _flip(d / "table" / "part-0.parquet"), id="flipped-bytes"),
+        pytest.param(
+            lambda d: (d / "table" / "part-0.parquet").write_bytes(
+                (d / "table" / "part-0.parquet").read_bytes()[:40]
+            ),
+            id="truncated",
+        ),
+        pytest.param(lambda d: (d / "manifest.json").unlink(), id="missing-manifest"),
+        pytest.param(
+            lambda d: (d / "table" / "part-0.parquet").unlink(), id="manifest-without-data"
+        ),
+        pytest.param(
+            lambda d: (d / "manifest.json").write_text("{not json"), id="garbled-manifest"
+        ),
+    ],
+)
+def test_a_corrupt_artifact_is_detected_reported_and_recomputed(
+    tmp_path, spec, calls, damage, capsys
+):
     _corrupt_and_rerun(tmp_path, spec, calls, damage)
 
 
@@ -117,6 +140,7 @@ def test_an_edited_manifest_does_not_pass_for_another_key(tmp_path, spec, calls)
         m = json.loads((d / "manifest.json").read_text())
         m["key"] = "0" * 32
         (d / "manifest.json").write_text(json.dumps(m))
+
     _corrupt_and_rerun(tmp_path, spec, calls, edit)
 
 
@@ -145,10 +169,24 @@ def test_polars_and_arrow_outputs_of_the_same_values_hash_alike():
 
     from stardag.content_hash import table_hash
 
-    df = pl.DataFrame({"s": ["a", None, "c"], "x": [1, 2, None], "l": [[1], None, [2, 3]],
-                       "st": [{"a": 1}, None, {"a": None}], "b": [True, None, False]})
-    table = pa.table({"s": ["a", None, "c"], "x": [1, 2, None], "l": [[1], None, [2, 3]],
-                      "st": [{"a": 1}, None, {"a": None}], "b": [True, None, False]})
+    df = pl.DataFrame(
+        {
+            "s": ["a", None, "c"],
+            "x": [1, 2, None],
+            "l": [[1], None, [2, 3]],
+            "st": [{"a": 1}, None, {"a": None}],
+            "b": [True, None, False],
+        }
+    )
+    table = pa.table(
+        {
+            "s": ["a", None, "c"],
+            "x": [1, 2, None],
+            "l": [[1], None, [2, 3]],
+            "st": [{"a": 1}, None, {"a": None}],
+            "b": [True, None, False],
+        }
+    )
     assert table_hash(df.to_arrow()) == table_hash(table)
     assert table_hash(pa.concat_tables([table.slice(0, 1), table.slice(1)])) == table_hash(table)
     assert table_hash(table.slice(1)) != table_hash(table)

@@ -13,9 +13,11 @@ import stardag
 
 pytestmark = [
     pytest.mark.vllm,
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                       reason="vLLM is not installed in this environment (scripts/setup.sh "
-                              "--vllm makes .venv-vllm, where .ci/run runs these tests)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None,
+        reason="vLLM is not installed in this environment (scripts/setup.sh "
+        "--vllm makes .venv-vllm, where .ci/run runs these tests)",
+    ),
 ]
 
 SPEC = """
@@ -102,8 +104,20 @@ def test_a_vllm_stage_run_again_gives_the_same_content_hash(run, tmp_path):
 
     first = content(store)
     again = tmp_path / "again"
-    out = cli("run", spec, "--executor", "local", "--store", again, "--until", "vllm",
-              "--set", "stages.vllm.params.workers=1", cwd=d, timeout=900)
+    out = cli(
+        "run",
+        spec,
+        "--executor",
+        "local",
+        "--store",
+        again,
+        "--until",
+        "vllm",
+        "--set",
+        "stages.vllm.params.workers=1",
+        cwd=d,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert content(again) == first
     assert json.loads((again / "refs" / "vllm" / "vllm.json").read_text())["outputs"]

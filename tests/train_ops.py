@@ -17,6 +17,9 @@ class GoldExamples(Operator):
             return arith.scratchpad(int(a), int(b))
 
         return problems.select("id", "question", "answer").with_columns(
-            pl.col("question").map_elements(lambda q: q + "\n", return_dtype=pl.Utf8).alias("prompt"),
+            pl.col("question")
+            .map_elements(lambda q: q + "\n", return_dtype=pl.Utf8)
+            .alias("prompt"),
             pl.col("question").map_elements(pad, return_dtype=pl.Utf8).alias("completion"),
-            pl.lit("generation").alias("source"))
+            pl.lit("generation").alias("source"),
+        )

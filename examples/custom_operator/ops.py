@@ -14,5 +14,6 @@ class Threshold(Operator):
     def run(self, ctx, verified):
         import polars as pl
 
-        return verified.filter(pl.col("correct")
-                               & (pl.col("completion").str.len_chars() <= ctx.params.max_chars))
+        return verified.filter(
+            pl.col("correct") & (pl.col("completion").str.len_chars() <= ctx.params.max_chars)
+        )
