@@ -851,9 +851,9 @@ class Store:
         self.fs.delete_dir(self._obj(key))
         return size
 
-    def clean_tmp(self, everything: bool = False) -> int:
+    def clean_tmp(self) -> int:
         """Remove staging directories of runs that died (this host and PID space, pid
-        gone), or all."""
+        gone)."""
         from .leases import pid_alive, same_pid_space
 
         if self.local is None:
@@ -865,7 +865,7 @@ class Store:
             pid = int(parts[-2]) if len(parts) >= 4 and parts[-2].isdigit() else None
             space = parts[-1].partition("-")[2]
             mine = same_pid_space({"host": ".".join(parts[1:-2]), "pid_space": space}, hashed=True)
-            if everything or (mine and pid and not pid_alive(pid)):
+            if mine and pid and not pid_alive(pid):
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed

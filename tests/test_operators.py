@@ -368,11 +368,6 @@ def test_the_builtin_operators_register_through_the_entry_point_group_third_part
         assert resolve(name).__module__.startswith("operators.")
 
 
-# the Ray Data vLLM backend is the one operator module that still drives Ray itself, until
-# the engine's data-parallel map service takes it over
-_DRIVES_RAY = {"vllm_backend.py"}
-
-
 def test_operators_import_neither_ray_nor_the_engine_beyond_the_operator_contract():
     import ast
     from pathlib import Path
@@ -390,7 +385,7 @@ def test_operators_import_neither_ray_nor_the_engine_beyond_the_operator_contrac
             )
             for name in names:
                 top = name.split(".")[0]
-                if top == "ray" and path.name not in _DRIVES_RAY:
+                if top == "ray":
                     offenders.append(f"{path.name}:{node.lineno} imports {name}")
                 if top == "stardag" and name != "stardag.operator":
                     offenders.append(f"{path.name}:{node.lineno} imports {name}")
