@@ -85,9 +85,10 @@ def module_fingerprint(module_name: str) -> str:
                 _imports(tree, name, spec.submodule_search_locations is not None),
             )
         parts[name], (bound, _, star) = _DUMPS[spec.origin, source]
+        targets = [v for vs in bound.values() for v in vs]
         deps = (
-            {v[1] for v in bound.values()}
-            | {f"{v[1]}.{v[2]}" for v in bound.values() if v[0] == "from"}
+            {v[1] for v in targets}
+            | {f"{v[1]}.{v[2]}" for v in targets if v[0] == "from"}
             | set(star)
         )
         stack += [d for d in deps if d.split(".")[0] == top and d not in parts]
@@ -151,32 +152,32 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
         return any(name in names for names in defs_of(filename).values())
 
     def reads(frame) -> set[str]:
-        """Module-level names of `operators/` that this code looks up."""
+        """Module-level names of `operators/` that this code looks up: global names (read
+        from the bytecode, so that `model.generate` is not taken for `hf.generate`), and
+        attributes read from a project module bound to a global name (`arith.scratchpad`)."""
         code, g = frame.f_code, frame.f_globals
         out = set()
-        modules = [
-            v
-            for v in list(g.values())
-            if isinstance(v, type(os)) and str(getattr(v, "__file__", "")).startswith(prefix)
-        ]
+        names, attrs = global_loads(code)
         imported = imports_of(code.co_filename)
-        for name in code.co_names:
+        for name in names:
             if defines(code.co_filename, name):
                 out.add(f"{rel(code.co_filename)}:{name}")
-            bound = imported.get(name)
-            if bound and bound[0] == "from" and bound[1].startswith("operators"):
-                source = ops_dir / (bound[1].partition(".")[2].replace(".", os.sep) + ".py")
-                if source.exists() and defines(str(source), bound[2]):
-                    out.add(f"{rel(str(source))}:{bound[2]}")
-            for m in modules:
-                if defines(m.__file__, name):
-                    out.add(f"{rel(m.__file__)}:{name}")
+            for bound in imported.get(name, ()):
+                if bound[0] == "from" and bound[1].startswith("operators"):
+                    source = ops_dir / (bound[1].partition(".")[2].replace(".", os.sep) + ".py")
+                    if source.exists() and defines(str(source), bound[2]):
+                        out.add(f"{rel(str(source))}:{bound[2]}")
             value = g.get(name)
             vfile = getattr(getattr(value, "__code__", None), "co_filename", None) or getattr(
                 sys.modules.get(getattr(value, "__module__", ""), None), "__file__", None
             )
             if vfile and str(vfile).startswith(prefix) and defines(vfile, name):
                 out.add(f"{rel(vfile)}:{name}")
+        for owner, attr in attrs:
+            module = g.get(owner)
+            mfile = str(getattr(module, "__file__", "") or "")
+            if isinstance(module, type(os)) and mfile.startswith(prefix) and defines(mfile, attr):
+                out.add(f"{rel(mfile)}:{attr}")
         return out
 
     def profiler(frame, event, arg):
@@ -232,6 +233,25 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
                     defs.add(d)
                     todo.append(d)
     return touched, ops
+
+
+def global_loads(code) -> tuple[set[str], set[tuple[str, str]]]:
+    """The global names a code object loads, and (global name, attribute) pairs read off
+    them, from its bytecode."""
+    import dis
+
+    names: set[str] = set()
+    attrs: set[tuple[str, str]] = set()
+    prev = None
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            names.add(ins.argval)
+            prev = ins.argval
+            continue
+        if ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and prev is not None:
+            attrs.add((prev, ins.argval))
+        prev = None
+    return names, attrs
 
 
 # --- the matrix -----------------------------------------------------------------------

@@ -60,7 +60,7 @@ class _Module:
     refs: dict[str, set[tuple]]  # name -> the names it uses (dotted chains)
     effects: str  # hash of the statements binding nothing
     effect_refs: set[tuple]
-    imports: dict[str, tuple]  # bound name -> ("module", M) | ("from", M, attr)
+    imports: dict[str, list[tuple]]  # bound name -> [("module", M) | ("from", M, attr)]
     top_imports: set[str]  # modules imported at top level (they run on import)
     star: list[str]  # modules of `from M import *`
     dynamic: set[str]  # defs (or EFFECTS) that take the whole module
@@ -210,8 +210,15 @@ class _Uses(ast.NodeVisitor):
 def _imports(tree: ast.AST, module: str, is_package: bool) -> tuple[dict, set, list]:
     """Every import anywhere in the module (a function's own imports included: treating them
     as the module's takes more, never less)."""
-    bound: dict[str, tuple] = {}
+    bound: dict[str, list[tuple]] = {}
     top: set[str] = set()
+
+    def bind(name: str, target: tuple):
+        # one name may be bound by several imports (in different functions or branches):
+        # every one of them counts
+        if target not in bound.setdefault(name, []):
+            bound[name].append(target)
+
     star: list[str] = []
     package = module if is_package else module.rpartition(".")[0]
     top_level = set(map(id, getattr(tree, "body", [])))
@@ -219,10 +226,10 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> tuple[dict, set, l
         if isinstance(node, ast.Import):
             for a in node.names:
                 if a.asname:
-                    bound[a.asname] = ("module", a.name)
+                    bind(a.asname, ("module", a.name))
                 else:
                     head = a.name.split(".")[0]
-                    bound.setdefault(head, ("module", head))
+                    bind(head, ("module", head))
                 if id(node) in top_level:
                     top.add(a.name)
         elif isinstance(node, ast.ImportFrom):
@@ -239,7 +246,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> tuple[dict, set, l
                 if a.name == "*":
                     star.append(base)
                 else:
-                    bound[a.asname or a.name] = ("from", base, a.name)
+                    bind(a.asname or a.name, ("from", base, a.name))
             if id(node) in top_level:
                 top.add(base)
                 top.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
@@ -259,7 +266,11 @@ def _parse(name: str, path: str, display: str, is_package: bool, source: bytes) 
             continue  # does not run on import
         names = _bound_names(stmt)
         if not names:
-            if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
+            # a bare constant or `pass` (what an emptied docstring-only body becomes) does nothing
+            if not (
+                isinstance(stmt, ast.Pass)
+                or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+            ):
                 effects.append(stmt)
             continue
         for n in names:
@@ -423,7 +434,7 @@ def _cache_dir() -> str:
     )
 
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 3
 
 
 def _cached_parse(digest: str, name: str, path: str, is_package: bool, source: bytes) -> _Module:
@@ -439,7 +450,7 @@ def _cached_parse(digest: str, name: str, path: str, is_package: bool, source: b
         if d.pop("format") == _CACHE_FORMAT:
             d["refs"] = {k: set(map(tuple, v)) for k, v in d["refs"].items()}
             d["effect_refs"] = set(map(tuple, d["effect_refs"]))
-            d["imports"] = {k: tuple(v) for k, v in d["imports"].items()}
+            d["imports"] = {k: [tuple(b) for b in v] for k, v in d["imports"].items()}
             d["top_imports"], d["dynamic"] = set(d["top_imports"]), set(d["dynamic"])
             d["dyn_getattr"] = {k: set(map(tuple, v)) for k, v in d["dyn_getattr"].items()}
             d["dyn_import"] = set(d["dyn_import"])
@@ -572,13 +583,21 @@ class _Closure:
             self._resolve_chain(m, chain, value=True)
 
     def _resolve_chain(self, m: _Module, chain: tuple, value: bool):
+        """Follow every binding of the chain's head: a definition of the module, and each
+        import of that name (a builtin, a local name or an attribute of something else
+        resolves to nothing)."""
         head, rest = chain[0], chain[1:]
+        found = []
         if head in m.defs:
             self.add("def", m.name, head)
-            return ("def", m.name, head)
-        bound = m.imports.get(head)
-        if bound is None:
-            return None  # a builtin, a local name or an attribute of something else
+            found.append(("def", m.name, head))
+        for bound in m.imports.get(head, ()):
+            got = self._resolve_binding(bound, rest, value)
+            if got:
+                found.append(got)
+        return next((f for f in found if f[0] == "module"), found[0] if found else None)
+
+    def _resolve_binding(self, bound: tuple, rest: tuple, value: bool):
         if bound[0] == "module":
             return self._resolve_module(bound[1], rest, value)
         _, base, attr = bound
@@ -616,10 +635,7 @@ class _Closure:
         if m is None:
             return None
         self.loads(module)
-        if name in m.defs:
-            self.add("def", module, name)
-            return ("def", module, name)
-        if name in m.imports:  # re-exported
+        if name in m.defs or name in m.imports:  # defined here, or re-exported
             return self._resolve_chain(m, (name,), value=True)
         sub = _submodule(module, name)
         if sub is not None:

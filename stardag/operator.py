@@ -271,8 +271,9 @@ class Context:
         backend: str = "ray",
         output: str = "model",
     ) -> dict:
-        """Run `loop(config, session)` on `workers` data-parallel workers (Ray Train, or
-        this process with backend "local") and return the metrics the loop finished with.
+        """Run `loop(config, session)` on `workers` data-parallel workers (Ray Train), or
+        as one worker in this process (backend "local"), and return the metrics the loop
+        finished with.
         The session (stardag.training.TrainSession) gives the worker its rank, device and
         checkpoints, kept under the stage's key so that a killed training resumes; rank 0's
         final model becomes the output `output`. `loop` must be a module-level function

@@ -233,12 +233,7 @@ def train(
 ) -> dict[str, Any]:
     """Run `loop(config, session)` with the given scaling; `storage` is where checkpoints
     live ((filesystem, path), a local path when the filesystem is None; None for none)."""
-    if backend == "local":
-        if scaling.workers != 1:
-            raise ValueError(
-                f"training in this process runs one worker, not {scaling.workers} "
-                "(use the Ray trainer for data-parallel workers)"
-            )
+    if backend == "local":  # one worker, in this process, whatever `workers` says
         local = Path(storage[1]) if storage and storage[0] is None else None
         return run_local(loop, config, local, output, scaling.gpus_per_worker)
     if backend == "ray":

@@ -427,3 +427,37 @@ def test_a_damaged_parse_cache_is_parsed_again_not_trusted(basic, tmp_path):
     for f in (tmp_path / "cache" / "code").iterdir():
         f.write_text("[]")
     assert basic.identity() == good
+
+
+def test_a_new_definition_in_a_package_init_that_held_only_a_docstring_changes_nothing(pkg):
+    (pkg.root / pkg.name / "__init__.py").write_text('"""The package."""\n')
+    pkg.write("op", "class Op:\n    pass\n")
+    before = pkg.identity().digest
+    (pkg.root / pkg.name / "__init__.py").write_text(
+        '"""The package."""\n\n\ndef unused():\n    return 1\n'
+    )
+    assert pkg.identity().digest == before
+
+
+def test_a_name_bound_by_two_imports_in_two_branches_follows_both(pkg):
+    pkg.write("fast", "def run(x):\n    return x\n")
+    pkg.write("slow", "def run(x):\n    return x\n")
+    pkg.write(
+        "op",
+        """
+        class Op:
+            def run(self, x, fast):
+                if fast:
+                    from .fast import run
+                else:
+                    from .slow import run
+                return run(x)
+    """,
+    )
+    assert {"fast.py:run", "slow.py:run"} <= pkg.reached()
+    before = pkg.identity().digest
+    pkg.edit("fast", "return x", "return -x")
+    after = pkg.identity().digest
+    assert after != before
+    pkg.edit("slow", "return x", "return -x")
+    assert pkg.identity().digest != after
