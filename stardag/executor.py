@@ -370,6 +370,9 @@ class RayRunner:
                 sys_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             )
             os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            # Ray runs task workers at nice 15; here they are the pipeline's work, and on a
+            # busy machine they would get almost no CPU next to anything at nice 0
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ours = interrupt.installed()
             try:
                 ray.init(**ray_init_kwargs(address))

@@ -129,6 +129,7 @@ def cluster():
         RAY_AUTH_TOKEN=token,
         RAY_USAGE_STATS_ENABLED="0",
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # SIGTERM stops a node at once
+        RAY_worker_niceness="0",  # stages are the work: not starved on a busy machine
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
     )

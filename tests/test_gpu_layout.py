@@ -31,6 +31,7 @@ def one_gpu():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", str(TESTS))
+        mp.setenv("RAY_worker_niceness", "0")  # as stardag starts Ray: stages are the work
         ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR")
         yield ray
         ray.shutdown()

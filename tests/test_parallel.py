@@ -79,6 +79,7 @@ def ray_two_cpus():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", str(TESTS))
+        mp.setenv("RAY_worker_niceness", "0")  # as stardag starts Ray: stages are the work
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
         yield
         ray.shutdown()
