@@ -4,24 +4,15 @@ resumed run after each: no artifact that reads as complete is ever
 incomplete or wrong, the run finishes, and every stage's output equals an uninterrupted
 run's. The full size is `python bench/kill_loop.py`."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
+from support import bench
 from test_pipeline_e2e import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _bench(name: str):
-    """A script of bench/, loaded without putting bench/ on everyone's import path."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kill_loop = _bench("kill_loop").kill_loop
+kill_loop = bench("kill_loop").kill_loop
 
 # the trainer in-process and no Ray executor: the kills land in the stages, not in Ray's
 # start-up (bench/kill_loop.py runs the default pipeline as it is, on Ray)
