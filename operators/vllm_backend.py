@@ -98,3 +98,9 @@ class VLLMSampler:
             for (i, k, _, _), o in zip(chunk, outs)
         ]
         return pa.table(dict(zip(("i", "k", "text", "pt", "ct", "finish"), map(list, zip(*rows)))))
+
+    def close(self):
+        """Stop the engine's own processes now (garbage collection may never do it)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()

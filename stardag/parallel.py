@@ -13,6 +13,7 @@ N, and the same as a resumed run's.
     class Sampler:                          # module level: it is sent to the workers
         def __init__(self, config): self.model = load(config["model"])
         def __call__(self, index, chunk): return pa.table(...)   # chunk `index`'s rows
+        def close(self): ...                # optional: free what __init__ took (engines)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 ACTOR_RESTARTS = 2  # a worker process that dies is replaced this many times per worker
+CLOSE_TIMEOUT_S = 30  # then the actors are killed whatever state their engines are in
 
 
 class _Holder:
@@ -36,6 +38,18 @@ class _Holder:
 
     def run(self, index: int, chunk):
         return self.worker(index, chunk)
+
+    def close(self):
+        _close(self.worker)
+
+
+def _close(worker) -> None:
+    """Free a worker's engines now rather than at garbage collection, which for an engine
+    with processes of its own (vLLM's) may be never: they would hold memory and CPU under
+    the stages that run next in the same process."""
+    close = getattr(worker, "close", None)
+    if close is not None:
+        close()
 
 
 def map_chunks(
@@ -77,8 +91,11 @@ def map_chunks(
 
     if todo and (workers <= 1 or not _in_ray()):
         worker = worker_cls(config)
-        for i in todo:
-            land(i, worker(i, chunks[i]))
+        try:
+            for i in todo:
+                land(i, worker(i, chunks[i]))
+        finally:
+            _close(worker)
     elif todo:
         n = _fitting(min(workers, len(todo)), cpus, gpus, log)
         _on_actors(worker_cls, config, chunks, todo, land, n, cpus, gpus)
@@ -136,5 +153,7 @@ def _on_actors(
                 j = queue.pop(0)
                 running[actor.run.remote(j, chunks[j])] = (j, actor)
     finally:
+        closing = [actor.close.remote() for actor in actors]
+        ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
         for actor in actors:
             ray.kill(actor)

@@ -26,6 +26,11 @@ class SquareWorker:
                 f.write(f"{node} {os.getpid()}\n")
         return pa.table({"x": chunk, "y": [v * v for v in chunk]})
 
+    def close(self):
+        if self.config["closed"]:
+            with open(self.config["closed"], "a") as f:
+                f.write(f"{os.getpid()}\n")
+
 
 class Squares(Operator):
     outputs = {"table": Dataset({"x": "int64", "y": "int64"})}
@@ -36,6 +41,7 @@ class Squares(Operator):
         workers: Annotated[int, Unkeyed] = 1
         crash_once: str = ""  # a file: the first worker to reach chunk 1 dies unless it exists
         record: str = ""  # a file: each chunk appends the node and pid that computed it
+        closed: str = ""  # a file: each worker appends its pid when it is closed
 
     @classmethod
     def parallel_workers(cls, params):

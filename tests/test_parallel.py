@@ -25,6 +25,7 @@ class _Log:
 
 class _Doubler:
     calls: list[int] = []
+    closed = 0
 
     def __init__(self, config):
         self.fail_at = config.get("fail_at")
@@ -34,6 +35,9 @@ class _Doubler:
             raise KeyboardInterrupt("killed")
         _Doubler.calls.append(index)
         return pa.table({"v": [2 * c for c in chunk]})
+
+    def close(self):
+        _Doubler.closed += 1
 
 
 def test_map_commits_every_chunk_and_a_resumed_map_computes_only_the_rest():
@@ -50,6 +54,16 @@ def test_map_commits_every_chunk_and_a_resumed_map_computes_only_the_rest():
     assert [t.column("v").to_pylist() for t in out] == [[2, 4], [6], [8, 10], [12]]
     assert sorted(landed) == [0, 1, 2, 3]
     assert messages == ["resumed 2 of 4 shards committed by an interrupted run"]
+
+
+def test_a_worker_is_closed_when_the_map_ends_and_when_it_is_interrupted():
+    # an engine with processes of its own (vLLM's) must not outlive its stage
+    _Doubler.closed = 0
+    with pytest.raises(KeyboardInterrupt):
+        map_chunks(_Doubler, {"fail_at": 1}, [[1], [2]], shards=_Log())
+    assert _Doubler.closed == 1
+    map_chunks(_Doubler, {}, [[1], [2]], shards=_Log())
+    assert _Doubler.closed == 2
 
 
 SPEC = """
@@ -102,10 +116,13 @@ def test_one_two_and_three_workers_give_the_same_output(tmp_path, ray_two_cpus):
     hashes = set()
     for n in (1, 2, 3):
         store = tmp_path / f"store{n}"
-        over = [f"stages.squares.params.workers={n}"]
+        closed = tmp_path / f"closed{n}"
+        over = [f"stages.squares.params.workers={n}", f"stages.squares.params.closed={closed}"]
         result = stardag.run(spec, overrides=over, store=str(store), progress=False)
         assert result.computed() == ["squares"]
         assert len(Store(store).partial_keys()) == 0  # the shards went with the publish
+        # every worker is closed, on actors too (two CPUs hold at most two workers)
+        assert len(closed.read_text().split()) == min(n, 2)
         hashes.add(_content(spec, store, over))
     assert len(hashes) == 1
 

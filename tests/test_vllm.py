@@ -5,9 +5,13 @@ needs a head size its CPU kernels know (64 here)."""
 
 import importlib.util
 import json
+import os
+import shutil
+import signal
+import subprocess
 
 import pytest
-from support import cli, write
+from support import TESTS, cli, cli_command, cli_env, until, write
 
 import stardag
 
@@ -121,3 +125,83 @@ def test_a_vllm_stage_run_again_gives_the_same_content_hash(run, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert content(again) == first
     assert json.loads((again / "refs" / "vllm" / "vllm.json").read_text())["outputs"]
+
+
+def _vllm_content(spec, store, overrides=()) -> str:
+    entry = next(
+        e
+        for e in stardag.plan(spec, overrides=list(overrides), store=str(store))
+        if e.node == "vllm"
+    )
+    assert entry.status == "cached"
+    return entry.manifest["outputs"]["samples"]["content_hash"]
+
+
+def test_a_killed_vllm_stage_resumes_from_its_committed_shards(run, tmp_path):
+    d, spec = run
+    store = tmp_path / "store"
+    shutil.copytree(d / "store", store)
+    # greedy sampling ignores the seed, so a new seed is a new key with the same samples
+    over = ["--set", "stages.vllm.params.seed=1", "--set", "stages.vllm.params.shard_size=8"]
+    args = cli_command("run", spec, "--executor", "local", "--store", store, "--until", "vllm")
+    partial = store / "partial"
+
+    def shards():
+        return sorted(partial.rglob("samples-*.parquet")) if partial.exists() else []
+
+    proc = subprocess.Popen(
+        [*args, *over],
+        env=cli_env(),
+        cwd=d,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the engine's own processes go with it
+    )
+    until(lambda: shards() or proc.poll() is not None, 600, "a committed shard", every=0.02)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    committed = len(shards())
+    assert 1 <= committed < 6  # 48 prompts, shards of 8
+    out = subprocess.run(
+        [*args, *over], env=cli_env(), cwd=d, capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resumed {committed} of 6 shards" in out.stderr, out.stderr[-3000:]
+    over_keys = over[1::2]
+    assert _vllm_content(spec, store, over_keys) == _vllm_content(spec, d / "store")
+    assert shards() == []
+
+
+# pipelines/gsm8k.yaml's layout: every model stage wants the one GPU, sampling on two workers
+ON_ONE_GPU = [
+    "stages.vllm.resources={cpus: 1, gpus: 1}",
+    "stages.vllm.params.workers=2",
+    "stages.rationalized.resources={cpus: 1, gpus: 1}",
+    "stages.evaluate.resources={cpus: 1, gpus: 1}",
+    # new keys (greedy: the same samples), so these stages run again here
+    "stages.vllm.params.seed=2",
+    "stages.rationalized.params.seed=2",
+    "stages.evaluate.params.seed=2",
+]
+
+
+@pytest.mark.ray
+def test_the_vllm_stages_run_to_the_end_on_one_logical_gpu(run, tmp_path):
+    import ray
+
+    d, spec = run
+    store = tmp_path / "store"
+    shutil.copytree(d / "store", store)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(TESTS))
+        mp.setenv("RAY_worker_niceness", "0")
+        mp.chdir(d)
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR")
+        try:
+            result = stardag.run(spec, overrides=ON_ONE_GPU, store=str(store), progress=False)
+        finally:
+            ray.shutdown()
+    assert {"vllm", "rationalized", "evaluate"} <= set(result.computed())
+    assert _vllm_content(spec, store, ON_ONE_GPU) == _vllm_content(spec, d / "store")
