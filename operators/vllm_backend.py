@@ -62,6 +62,13 @@ def finish(output) -> str:
     return "stop" if isinstance(output.stop_reason, str) else "eos"
 
 
+def counted(output) -> tuple[int, str]:
+    """The completion's token count as the HF backend counts it, and its finish reason: vLLM
+    keeps the end token in `token_ids`, HF does not count it."""
+    reason = finish(output)
+    return len(output.token_ids) - (reason == "eos"), reason
+
+
 class VLLMSampler:
     def __init__(self, config: dict):
         require_vllm()
@@ -87,14 +94,7 @@ class VLLMSampler:
         ]
         outs = self.llm.generate([text for _, _, text, _ in chunk], params, use_tqdm=False)
         rows = [
-            (
-                i,
-                k,
-                o.outputs[0].text,
-                len(o.prompt_token_ids),
-                len(o.outputs[0].token_ids),
-                finish(o.outputs[0]),
-            )
+            (i, k, o.outputs[0].text, len(o.prompt_token_ids), *counted(o.outputs[0]))
             for (i, k, _, _), o in zip(chunk, outs)
         ]
         return pa.table(dict(zip(("i", "k", "text", "pt", "ct", "finish"), map(list, zip(*rows)))))

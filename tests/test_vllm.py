@@ -87,6 +87,14 @@ def test_vllm_and_hf_give_the_same_greedy_completions(run):
     assert share >= 0.95
     assert set(vl["finish_reason"]) <= {"eos", "stop", "length"}
     assert (vl["prompt_tokens"] == hf["prompt_tokens"]).all()
+    counted = [
+        (a, b)
+        for a, b, x, y in zip(
+            hf["completion_tokens"], vl["completion_tokens"], hf["completion"], vl["completion"]
+        )
+        if x == y
+    ]
+    assert [a for a, _ in counted] == [b for _, b in counted]  # the end token is not counted
 
 
 def test_hint_rationalize_and_evaluate_run_on_vllm(run):
