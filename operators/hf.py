@@ -199,14 +199,22 @@ def generate_batch(
             **kwargs,
         )
     new = gen[:, enc["input_ids"].shape[1] :]
-    lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
     decoded = tok.batch_decode(new, skip_special_tokens=True)
-    ended = (new == tok.eos_token_id).any(dim=1).tolist()
     prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
-    return [
-        (truncate(text, stop), int(pl_), int(cl), finish_reason(text, stop, eos))
-        for text, pl_, cl, eos in zip(decoded, prompt_lengths, lengths, ended)
-    ]
+    out = []
+    for text, pl_, ids in zip(decoded, prompt_lengths, new.tolist()):
+        reason = finish_reason(text, stop, tok.eos_token_id in ids)
+        out.append((truncate(text, stop), int(pl_), generated(ids, reason, tok), reason))
+    return out
+
+
+def generated(ids: Sequence[int], reason: str, tok) -> int:
+    """How many tokens the model generated, its end token counted (as vLLM and OpenAI's usage
+    count it). A sequence that ended before the batch's longest is padded, and the padding
+    may be the end token itself: so the end token is looked for only when it ended one."""
+    if reason == "eos":
+        return ids.index(tok.eos_token_id) + 1
+    return sum(i != tok.pad_token_id for i in ids)
 
 
 def _StopStrings(tok, stop: Sequence[str], start: int):

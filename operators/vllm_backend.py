@@ -63,10 +63,9 @@ def finish(output) -> str:
 
 
 def counted(output) -> tuple[int, str]:
-    """The completion's token count as the HF backend counts it, and its finish reason: vLLM
-    keeps the end token in `token_ids`, HF does not count it."""
-    reason = finish(output)
-    return len(output.token_ids) - (reason == "eos"), reason
+    """The completion's token count (the end token counted, as in vLLM's and OpenAI's usage,
+    and as the HF backend counts) and its finish reason."""
+    return len(output.token_ids), finish(output)
 
 
 class VLLMSampler:

@@ -131,6 +131,18 @@ def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir
     assert messages == ["resumed 3 of 6 shards committed by an interrupted run"]
 
 
+@pytest.mark.parametrize("pad", [0, 9])
+def test_a_completion_counts_its_end_token_and_not_the_padding(pad):
+    from types import SimpleNamespace
+
+    from operators.hf import generated
+
+    tok = SimpleNamespace(eos_token_id=0, pad_token_id=pad)  # 0: padded with the end token
+    assert generated([5, 6, 0, pad, pad], "eos", tok) == 3
+    assert generated([5, 6, 7, pad, pad], "stop", tok) == 3
+    assert generated([5, 6, 7, 8, 4], "length", tok) == 5
+
+
 @pytest.mark.parametrize(
     "params,reason",
     [
@@ -144,6 +156,8 @@ def test_every_sample_records_why_it_ended(model_dir, params, reason):
     assert out["finish_reason"].unique().to_list() == [reason]
     if reason == "length":
         assert (out["completion_tokens"] == 3).all()
+    if reason == "eos":  # a token a character, and the end token counted
+        assert (out["completion_tokens"] == out["completion"].str.len_chars() + 1).all()
     if reason == "stop":
         assert not out["completion"].str.contains("=").any()
 
