@@ -298,6 +298,41 @@ def config(spec, overrides, as_json):
 
 
 @main.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@STORE
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list of {spec, started, finished, wall_s, status, overrides, "
+    "computed, cached, failed, spec_file}.",
+)
+@click.option("--last", "-n", type=click.IntRange(min=1), metavar="N", help="Only the last N.")
+@_errors
+def runs(spec, store, as_json, last):
+    """List past runs, oldest first: when, status (ok, failed, stopped), stages computed
+    and cached, wall time, the --set overrides, and the failure. Each run's record (with
+    its resolved spec) is a JSON file under the store's runs/<spec name>/.
+
+    \b
+    Example:
+      stardag runs pipelines/star.yaml              # the runs of this spec's name
+      stardag runs --store .stardag --last 5        # the last runs of every spec
+      stardag runs pipelines/star.yaml --json
+    """
+    from . import history
+
+    st, name = history.store_of(spec, store)
+    rows = history.runs(st, name)[-last if last else 0 :]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if rows:
+        click.echo(history.table(rows))
+    click.echo(f"{len(rows)} runs in {st.uri}", err=True)
+
+
+@main.command()
 @click.option(
     "--keep",
     "keep",
@@ -591,11 +626,9 @@ def logs(job, address, follow):
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+    from .humanize import size
+
+    return size(n)
 
 
 def _age(s: float) -> str:

@@ -675,12 +675,12 @@ def execute(
             leases.close()
         if runner is not None:
             runner.close()
-        if runner is not None or failure or stopped:
+        if runner is not None or failure or stopped or results:
             from .interrupt import cause
 
             _record(
+                graph,
                 store,
-                graph.name,
                 results,
                 time.monotonic() - show.t0,
                 failure or stopped and (cause(stopped) or "interrupted"),
@@ -701,9 +701,12 @@ def refresh_files(node: Node) -> bool:
     return True
 
 
-def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float, failure):
-    """A run's history entry: what each stage did and how long it took as the driver saw
-    it, beside the operator's own time (runs/<spec>/<time>.json)."""
+def _record(graph: Graph, store: Store, results: dict[str, NodeResult], wall: float, failure):
+    """A run's history entry: the overrides and the resolved spec, what each stage did and
+    how long it took as the driver saw it, beside the operator's own time
+    (runs/<spec>/<time>.json; `stardag runs` lists them)."""
+    from .resolved import as_json
+
     nodes = {
         n: {
             "status": r.status,
@@ -714,10 +717,15 @@ def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float
         }
         for n, r in results.items()
     }
+    loaded = graph.loaded
     store.write_run(
-        spec,
+        graph.name,
         {
-            "spec": spec,
+            "spec": graph.name,
+            "spec_file": str(loaded.path),
+            "overrides": list(loaded.overrides),
+            "resolved": as_json(loaded.raw),
+            "started": round(time.time() - wall, 3),
             "finished": time.time(),
             "wall_s": round(wall, 3),
             "failed": str(failure) if failure else None,

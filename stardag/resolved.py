@@ -22,6 +22,15 @@ def where(loaded: LoadedSpec, key_path: tuple) -> str:
     return f"{file}:{line}" if line else file
 
 
+def as_json(value: Any) -> Any:
+    """The spec as JSON keeps it: mapping keys as strings (a `--set` value may have others)."""
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
 def origins(loaded: LoadedSpec) -> dict[str, str]:
     """Where each leaf value came from, by dotted key path."""
     return {".".join(map(str, p)): where(loaded, p) for p, _ in _leaves(loaded.raw, ())}

@@ -95,8 +95,11 @@ class Spec(_Frozen):
 class LoadedSpec:
     """A validated spec plus where each of its values came from."""
 
-    def __init__(self, spec: Spec, origins: Origins, path: Path, raw: dict):
+    def __init__(
+        self, spec: Spec, origins: Origins, path: Path, raw: dict, overrides: tuple[str, ...] = ()
+    ):
         self.spec, self.origins, self.path, self.raw = spec, origins, path, raw
+        self.overrides = overrides  # the --set texts, in order (the run record keeps them)
 
     def where(self, key_path: tuple) -> tuple[str | None, int | None]:
         """The (file, line) of the deepest known prefix of key_path."""
@@ -500,7 +503,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     data, origins = _read_with_extends(path)
     for text in overrides:
         _apply_override(data, origins, text)
-    loaded = LoadedSpec(None, origins, path.resolve(), data)  # type: ignore[arg-type]
+    loaded = LoadedSpec(None, origins, path.resolve(), data, tuple(overrides))  # type: ignore[arg-type]
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
