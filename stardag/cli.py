@@ -203,6 +203,14 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
     from . import api
 
     value = api.read(spec, stage, iteration, output, overrides, store)
+    if isinstance(value, Path) and to_file:
+        from .errors import SpecError
+
+        raise SpecError(
+            f"stage {stage!r} is a model; write it out with "
+            f"`stardag export {spec} {stage} --to DIR` (a Hugging Face directory)",
+            f"--to {to_file}",
+        )
     if isinstance(value, Path):
         click.echo(str(value))
         for p in sorted(value.rglob("*")):
@@ -230,6 +238,51 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
     with pl.Config(tbl_rows=head, fmt_str_lengths=120, tbl_width_chars=160, tbl_cols=-1):
         click.echo(value.head(head))
     click.echo(f"{value.height} rows", err=True)
+
+
+@main.command()
+@SPEC
+@click.argument("stage")
+@click.option("--iteration", "-i", type=int, help="Iteration of a loop stage (default: last).")
+@click.option("--output", "-o", help="Which output, for stages with several.")
+@click.option(
+    "--to",
+    "to_dir",
+    required=True,
+    type=click.Path(),
+    metavar="DIR",
+    help="The directory to write (must be empty or absent, unless --force).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "parquet", "hf"]),
+    help="For a dataset: data.jsonl (default), data.parquet, or a `datasets` "
+    "save_to_disk directory (hf; needs `pip install 'stardag[hf]'`). A model is always "
+    "a Hugging Face directory.",
+)
+@click.option("--force", is_flag=True, help="Replace DIR if it exists and is not empty.")
+@SET
+@STORE
+@TIMEOUT
+@_errors
+def export(spec, stage, iteration, output, to_dir, fmt, force, overrides, store):
+    """Write a stage's artifact out of the store: a model as a plain Hugging Face
+    directory (config, safetensors, tokenizer: `from_pretrained(DIR)` loads it), a dataset
+    as JSONL, Parquet or a Hugging Face `datasets` directory. Beside it, card.json and
+    README.md give its spec, stage, key, params and inputs.
+
+    \b
+    Example:
+      stardag export pipelines/star.yaml train --iteration 2 --to out/star-train-2
+      stardag export pipelines/star.yaml examples --to out/examples --format parquet
+      stardag export pipelines/star.yaml examples --to out/examples-hf --format hf
+    """
+    from .export import export as export_
+
+    card = export_(spec, stage, to_dir, iteration, output, fmt, force, overrides, store)
+    what = f"{card['rows']} rows" if card["kind"] == "dataset" else "model"
+    click.echo(f"wrote {what} ({card['format']}) of {card['key'][:12]} to {to_dir}", err=True)
 
 
 @main.command()
