@@ -100,9 +100,16 @@ def main():
     help="`local` runs stages one by one in this process, without Ray.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print Ray's, Ray Train's and the libraries' output too (by default it goes to a "
+    "log file under the store's runs/).",
+)
 @TIMEOUT
 @_errors
-def run(spec, overrides, force, until, store, address, executor, quiet):
+def run(spec, overrides, force, until, store, address, executor, quiet, verbose):
     """Run a pipeline: compute what is not cached, reuse the rest.
 
     \b
@@ -112,7 +119,7 @@ def run(spec, overrides, force, until, store, address, executor, quiet):
     from . import api
 
     t0 = time.monotonic()
-    result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
+    result = api.run(spec, overrides, store, force, until, address, executor, not quiet, verbose)
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from .errors import CorruptArtifact, InputError, StageFailed, StardagError, StoreError
 from .graph import Graph, Node
 from .planner import input_hashes, node_key, provenance, stale_causes
@@ -33,6 +34,7 @@ def run_stage(payload: dict) -> dict:
     from .operator import Context, Dataset
     from .registry import resolve
 
+    logs.marking = payload.get("mark", False)  # this worker's lines for the user
     store = Store(payload["store"])
     staging = None
     try:
@@ -441,11 +443,9 @@ class RayRunner:
                     )
                 )
                 return
-            print(
+            logs.say(
                 f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
-                "waiting for one (an autoscaler) to join",
-                file=sys.stderr,
-                flush=True,
+                "waiting for one (an autoscaler) to join"
             )
         self._inflight[self._task.options(**options).remote(payload)] = node_id
 
@@ -506,13 +506,15 @@ class Progress:
         self.enabled, self.total, self.n = enabled, total, 0
         self.t0 = time.monotonic()
 
-    def line(self, node: str, what: str):
+    def line(self, node: str, what: str, **event):
+        if what.startswith("running"):  # for the live display on a terminal
+            event = {"started": node, "total": self.total}
         if self.enabled:
-            print(f"[{self.n:>3}/{self.total}] {node:<24} {what}", file=sys.stderr, flush=True)
+            logs.say(f"[{self.n:>3}/{self.total}] {node:<24} {what}", **event)
 
     def finished(self, node: str, what: str):
         self.n += 1
-        self.line(node, what)
+        self.line(node, what, finished=node, n=self.n, total=self.total)
 
 
 def execute(
@@ -729,6 +731,7 @@ def _record(graph: Graph, store: Store, results: dict[str, NodeResult], wall: fl
             "finished": time.time(),
             "wall_s": round(wall, 3),
             "failed": str(failure) if failure else None,
+            "log": str(logs.current) if logs.current else None,
             "nodes": nodes,
         },
     )
@@ -757,6 +760,7 @@ def _payload(
         "inputs": inputs,
         "resources": node.resources,
         "sys_path": sys_path,
+        "mark": logs.marking,
         "manifest": {
             "spec": graph.name,
             "stage": node.stage,

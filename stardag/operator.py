@@ -16,7 +16,6 @@ what it receives when it runs. Operators import this module and nothing else of 
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -302,10 +301,20 @@ class Context:
         self._last_report = now
         of = f"/{total}" if total else ""
         extra = "".join(f", {_info(k, v)}" for k, v in info.items())
-        print(f"  {self.stage}: {done}{of} {unit}{extra}", file=sys.stderr, flush=True)
+        from .logs import say
+
+        say(
+            f"  {self.stage}: {done}{of} {unit}{extra}",
+            stage=self.stage,
+            done=done,
+            total=total,
+            unit=unit,
+        )
 
     def log(self, message: str):
-        print(f"  {self.stage}: {message}", file=sys.stderr, flush=True)
+        from .logs import say
+
+        say(f"  {self.stage}: {message}")
 
 
 def _info(name: str, value: Any) -> str:
