@@ -20,6 +20,8 @@ from typing import Any
 
 MARK = "\x1f"  # ASCII unit separator: survives Ray's log forwarding, never in real output
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# "warning: ...", as stardag writes them, perhaps forwarded by Ray: "(stardag:x pid=1) warning: "
+_WARNING = re.compile(r"^(?:\([^()]*pid=[^()]*\) )?(warning: .*)$")
 
 marking = False  # in this process, lines for the user carry MARK (a sieve reads them)
 
@@ -101,6 +103,9 @@ class _Sieve(io.TextIOBase):
             self._show(line)
         else:
             self.log.write(line)
+            warning = _WARNING.match(strip_ansi(line))
+            if warning:  # stardag's own warnings (the store's), in the driver or a worker
+                self._show(warning.group(1))
 
     def _show(self, line: str):
         clear = "\r\x1b[K" if self.live is not None else ""

@@ -84,6 +84,20 @@ def test_on_a_terminal_the_last_line_shows_the_running_stages_progress_and_eta(
     assert term.getvalue().endswith("\r\x1b[K")  # cleared at the end
 
 
+def test_stardags_own_warnings_stay_on_the_terminal(tmp_path, monkeypatch):
+    term = Terminal(False)
+    monkeypatch.setattr(sys, "stderr", term)
+    with logs.capture(tmp_path / "run.log", verbose=False):
+        print("warning: artifact 0123 is corrupt (x); it will be recomputed", file=sys.stderr)
+        print("(stardag:a pid=3) warning: the ref of s/a in the store is damaged", file=sys.stderr)
+        print("lib.py:3: UserWarning: not ours", file=sys.stderr)
+    assert term.getvalue().splitlines()[:2] == [
+        "warning: artifact 0123 is corrupt (x); it will be recomputed",
+        "warning: the ref of s/a in the store is damaged",
+    ]
+    assert "not ours" not in term.getvalue()
+
+
 def test_verbose_shows_everything_and_strips_ansi_outside_a_terminal(tmp_path, monkeypatch):
     term = Terminal(False)
     monkeypatch.setattr(sys, "stderr", term)
