@@ -237,17 +237,19 @@ def capture(path: Path | None, verbose: bool):
 
 
 class Marked(io.TextIOBase):
-    """Wraps a worker's stream so that each line written carries MARK: a training loop's
-    own lines, in a Ray Train worker."""
+    """Wraps a Ray Train worker's stderr so that the lines the training loop writes itself
+    carry MARK; what Ray Train, logging handlers and warnings write there does not."""
 
     def __init__(self, real):
         self.real = real
         self._at_start = True
 
     def write(self, s: str) -> int:
+        writer = sys._getframe(1).f_globals.get("__name__", "")
+        ours = not (writer in ("logging", "warnings") or writer.startswith(("ray.", "logging.")))
         out = []
         for piece in s.splitlines(keepends=True):
-            out.append((MARK if self._at_start else "") + piece)
+            out.append((MARK if ours and self._at_start else "") + piece)
             self._at_start = piece.endswith("\n")
         self.real.write("".join(out))
         return len(s)

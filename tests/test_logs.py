@@ -2,6 +2,7 @@
 chatter in a log file under the store's runs/ unless -v; no ANSI codes outside a terminal."""
 
 import io
+import logging
 import sys
 
 import pytest
@@ -114,6 +115,11 @@ def test_marked_wraps_each_line_a_training_loop_writes():
     marked.write("  step 1/4: loss 2.1\n  step ")
     marked.write("2/4\n")
     assert out.getvalue() == f"{logs.MARK}  step 1/4: loss 2.1\n{logs.MARK}  step 2/4\n"
+    # what logging handlers (Ray Train's messages among them) write is not the loop's
+    handler = logging.StreamHandler(marked)
+    logging.getLogger("test_logs.train").addHandler(handler)
+    logging.getLogger("test_logs.train").warning("Checkpoint successfully created")
+    assert out.getvalue().endswith("\nCheckpoint successfully created\n")
 
 
 @pytest.mark.ray
