@@ -56,6 +56,7 @@ def export(
     staging = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         if kind == "dataset":
             table = ld.store.read_table(key, output)
             files = _write_dataset(table, staging, fmt)
@@ -82,8 +83,6 @@ def _check_destination(dest: Path, force: bool):
             raise SpecError("exists and is not a directory (--force replaces it)", f"--to {dest}")
         if any(dest.iterdir()):
             raise SpecError("directory is not empty (--force replaces it)", f"--to {dest}")
-    if not dest.absolute().parent.is_dir():
-        raise SpecError(f"directory {dest.parent} does not exist", f"--to {dest}")
 
 
 def _write_dataset(table, staging: Path, fmt: str) -> list[str]:
@@ -94,6 +93,7 @@ def _write_dataset(table, staging: Path, fmt: str) -> list[str]:
             raise StardagError(
                 "--format hf needs the `datasets` library: pip install 'stardag[hf]'"
             ) from None
+        datasets.disable_progress_bars()
         datasets.Dataset(table).save_to_disk(str(staging))
         return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
     import polars as pl

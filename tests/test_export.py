@@ -38,9 +38,9 @@ def card_of(d):
 
 
 def test_a_model_exports_as_a_plain_directory_with_a_card(spec, tmp_path):
-    out = invoke("export", spec, "model", "--to", tmp_path / "m")
+    d = tmp_path / "out" / "m"  # its parents are made
+    out = invoke("export", spec, "model", "--to", d)
     assert out.exit_code == 0, out.output
-    d = tmp_path / "m"
     assert (d / "config.json").read_text() == '{"kind": "test"}'
     assert (d / "weights.txt").read_text() == ",".join(str(i) for i in range(12))
     card = card_of(d)
