@@ -99,7 +99,7 @@ def _write_dataset(table, staging: Path, fmt: str) -> list[str]:
     import polars as pl
 
     staging.mkdir()
-    df = pl.from_arrow(table)
+    df = pl.DataFrame(table)
     name = f"data.{fmt}"
     if fmt == "jsonl":
         df.write_ndjson(staging / name)

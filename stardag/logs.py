@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 MARK = "\x1f"  # ASCII unit separator: survives Ray's log forwarding, never in real output
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -46,7 +46,8 @@ class _Log:
     """The log file, made on the first line written to it."""
 
     def __init__(self, path: Path | None):
-        self.path, self.file = path, None
+        self.path: Path | None = path
+        self.file: IO[str] | None = None
 
     def write(self, line: str):
         if self.path is None:
