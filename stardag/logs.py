@@ -175,17 +175,18 @@ class Live:
         parts = [f"[{self.finished}/{self.total}]" if self.total else "[...]"]
         for stage, e in self.running.items():
             if "done" not in e:
-                parts.append(f"{stage} {seconds(time.monotonic() - e['since'])}")
+                parts.append(f"{stage} running")  # redrawn on events only: no clock
                 continue
             text = f"{stage} {number(e['done'])}"
             if e.get("total"):
                 text += f"/{number(e['total'])}"
+            unit = e.get("unit") or "items"
             text += f" {e.get('unit', '')}".rstrip()
             t0, done0 = e["first"]
             elapsed = e["at"] - t0
             if elapsed > 0 and e["done"] > done0:
                 per_s = (e["done"] - done0) / elapsed
-                text += f", {number(per_s)}/s"
+                text += f", {number(per_s)} {unit}/s" + e.get("info", "")
                 if e.get("total"):
                     text += f", ETA {seconds(max(0.0, (e['total'] - e['done']) / per_s))}"
             parts.append(text)
@@ -195,9 +196,10 @@ class Live:
 
 def _width(stream) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, ValueError, OSError):
-        return 80
+        columns = 0
+    return columns if columns >= 20 else 80  # a pseudo-terminal may say 0
 
 
 def _isatty(stream) -> bool:

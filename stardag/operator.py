@@ -309,6 +309,7 @@ class Context:
             done=done,
             total=total,
             unit=unit,
+            info=extra,
         )
 
     def log(self, message: str):

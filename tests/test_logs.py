@@ -78,7 +78,7 @@ def test_on_a_terminal_the_last_line_shows_the_running_stages_progress_and_eta(
         logs.say("  train: 20/100 steps", stage="train", done=20, total=100, unit="steps")
         footer = term.getvalue().rsplit("\r\x1b[K", 1)[-1]
     # 10 steps in 10 s: 80 to go
-    assert footer == "[0/3]  train 20/100 steps, 1/s, ETA 1m20s"
+    assert footer == "[0/3]  train 20/100 steps, 1 steps/s, ETA 1m20s"
     shown = [x.rsplit("\r\x1b[K", 1)[-1] for x in term.getvalue().split("\n")]
     assert "[ 0/3] train  running (new)" in shown
     assert not any(x.startswith("  train: ") for x in shown)  # progress only in the footer
