@@ -79,14 +79,16 @@ def table(rows: list[dict]) -> str:
 
 
 def store_of(spec: str | None, store: str | None) -> tuple[Store, str | None]:
-    """The store and spec name to list: the spec's (loaded, so its `store:` counts)."""
+    """The store and spec name to list: the spec's (read, so that its `store:` counts; not
+    compiled, so that no operator module is imported)."""
     if spec is None:
         from .errors import StardagError
 
         if store is None:
             raise StardagError("give a spec or --store")
         return Store(store), None
-    from . import api
+    from .api import store_uri
+    from .spec import load_spec
 
-    ld = api.load(Path(spec), (), store)
-    return ld.store, ld.graph.name
+    loaded = load_spec(Path(spec))
+    return Store(store_uri(loaded.path, loaded.spec.store, store)), loaded.spec.name
