@@ -117,13 +117,14 @@ def run(spec, overrides, force, until, store, address, executor, quiet, verbose)
       stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
     """
     from . import api
+    from .humanize import seconds
 
     t0 = time.monotonic()
     result = api.run(spec, overrides, store, force, until, address, executor, not quiet, verbose)
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
-        f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
+        f"{len(result.nodes) - len(computed)} cached, {seconds(time.monotonic() - t0)}",
         err=True,
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 from . import logs
 from .errors import CorruptArtifact, InputError, StageFailed, StardagError, StoreError
 from .graph import Graph, Node
+from .humanize import seconds
 from .planner import input_hashes, node_key, provenance, stale_causes
 from .store import Store
 
@@ -652,7 +653,7 @@ def execute(
                         continue
                     if out.get("traceback") and progress:
                         print(out["traceback"], file=sys.stderr)
-                    show.finished(node_id, f"FAILED after {res.seconds:.1f}s")
+                    show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
                     failure = failure or StageFailed(
                         node_id,
                         nodes[node_id].op_ref,
@@ -667,7 +668,7 @@ def execute(
                 rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
                 show.finished(
                     node_id,
-                    f"done in {res.seconds:.1f}s" + (f" ({', '.join(rows)})" if rows else ""),
+                    f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
                 )
     except KeyboardInterrupt as e:
         stopped = e
