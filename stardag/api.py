@@ -89,8 +89,11 @@ def run(
     address: str | None = None,
     executor: str = "ray",
     progress: bool = True,
+    verbose: bool | None = None,
 ):
-    """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run."""
+    """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run.
+    With `verbose` False, Ray's and the libraries' output goes to a log file under the
+    store's runs/ (True: to the terminal, as with None, but no ANSI codes in a file)."""
     from .executor import LocalRunner, RayRunner, execute
 
     ld = load(spec_path, overrides, store)
@@ -103,15 +106,32 @@ def run(
             return RayRunner(address, sys_path + [os.getcwd()])
     else:
         raise SpecError(f"unknown executor {executor!r} (ray or local)")
-    return execute(
-        ld.graph,
-        ld.store,
-        _selection(ld.graph, until),
-        _forced(ld.graph, force),
-        factory,
-        sys_path,
-        progress,
-    )
+    import contextlib
+
+    from . import logs
+
+    output = contextlib.nullcontext() if verbose is None else logs.capture(run_log(ld), verbose)
+    with output:
+        return execute(
+            ld.graph,
+            ld.store,
+            _selection(ld.graph, until),
+            _forced(ld.graph, force),
+            factory,
+            sys_path,
+            progress,
+        )
+
+
+def run_log(ld: Loaded) -> Path:
+    """Where a run's log goes: beside its record under runs/, or (a remote store) here."""
+    import tempfile
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{os.getpid()}.log"
+    if ld.store.local is not None:
+        return ld.store.local / "runs" / ld.graph.name / stamp
+    return Path(tempfile.gettempdir()) / f"stardag-{ld.graph.name}-{stamp}"
 
 
 def artifact(

@@ -100,9 +100,16 @@ def main():
     help="`local` runs stages one by one in this process, without Ray.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print Ray's, Ray Train's and the libraries' output too (by default it goes to a "
+    "log file under the store's runs/).",
+)
 @TIMEOUT
 @_errors
-def run(spec, overrides, force, until, store, address, executor, quiet):
+def run(spec, overrides, force, until, store, address, executor, quiet, verbose):
     """Run a pipeline: compute what is not cached, reuse the rest.
 
     \b
@@ -110,13 +117,14 @@ def run(spec, overrides, force, until, store, address, executor, quiet):
       stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
     """
     from . import api
+    from .humanize import seconds
 
     t0 = time.monotonic()
-    result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
+    result = api.run(spec, overrides, store, force, until, address, executor, not quiet, verbose)
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
-        f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
+        f"{len(result.nodes) - len(computed)} cached, {seconds(time.monotonic() - t0)}",
         err=True,
     )
 
@@ -203,6 +211,14 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
     from . import api
 
     value = api.read(spec, stage, iteration, output, overrides, store)
+    if isinstance(value, Path) and to_file:
+        from .errors import SpecError
+
+        raise SpecError(
+            f"stage {stage!r} is a model; write it out with "
+            f"`stardag export {spec} {stage} --to DIR` (a Hugging Face directory)",
+            f"--to {to_file}",
+        )
     if isinstance(value, Path):
         click.echo(str(value))
         for p in sorted(value.rglob("*")):
@@ -234,6 +250,51 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
 
 @main.command()
 @SPEC
+@click.argument("stage")
+@click.option("--iteration", "-i", type=int, help="Iteration of a loop stage (default: last).")
+@click.option("--output", "-o", help="Which output, for stages with several.")
+@click.option(
+    "--to",
+    "to_dir",
+    required=True,
+    type=click.Path(),
+    metavar="DIR",
+    help="The directory to write (must be empty or absent, unless --force).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "parquet", "hf"]),
+    help="For a dataset: data.jsonl (default), data.parquet, or a `datasets` "
+    "save_to_disk directory (hf; needs `pip install 'stardag[hf]'`). A model is always "
+    "a Hugging Face directory.",
+)
+@click.option("--force", is_flag=True, help="Replace DIR if it exists and is not empty.")
+@SET
+@STORE
+@TIMEOUT
+@_errors
+def export(spec, stage, iteration, output, to_dir, fmt, force, overrides, store):
+    """Write a stage's artifact out of the store: a model as a plain Hugging Face
+    directory (config, safetensors, tokenizer: `from_pretrained(DIR)` loads it), a dataset
+    as JSONL, Parquet or a Hugging Face `datasets` directory. Beside it, card.json and
+    README.md give its spec, stage, key, params and inputs.
+
+    \b
+    Example:
+      stardag export pipelines/star.yaml train --iteration 2 --to out/star-train-2
+      stardag export pipelines/star.yaml examples --to out/examples --format parquet
+      stardag export pipelines/star.yaml examples --to out/examples-hf --format hf
+    """
+    from .export import export as export_
+
+    card = export_(spec, stage, to_dir, iteration, output, fmt, force, overrides, store)
+    what = f"{card['rows']} rows" if card["kind"] == "dataset" else "model"
+    click.echo(f"wrote {what} ({card['format']}) of {card['key'][:12]} to {to_dir}", err=True)
+
+
+@main.command()
+@SPEC
 @SET
 @click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart.")
 @_errors
@@ -260,6 +321,76 @@ def dag(spec, overrides, mermaid):
         click.echo(f"{node.id}  [{node.op_ref}]")
         for inp, (src, out) in node.inputs.items():
             click.echo(f"  <- {inp}: {src}.{out}")
+
+
+@main.command()
+@SPEC
+@SET
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: {spec: {...}, origins: {key.path: where}}."
+)
+@_errors
+def config(spec, overrides, as_json):
+    """Print the spec as it runs: after `extends` and every --set, each value followed by
+    the file:line (or the --set) it came from. The spec is validated as `run` would.
+
+    \b
+    Mappings: the spec's structure (stages, a stage, its params, inputs and resources,
+    the loop) merges key by key; a value that is a mapping (a param such as `mix`)
+    replaces whole; null deletes a key. The same rule for `extends` and --set.
+
+    \b
+    Example:
+      stardag config pipelines/gsm8k_cpu.yaml
+      stardag config pipelines/star.yaml --set "stages.base.params.mix={1: 0.5, 2: 0.5}"
+      stardag config pipelines/star.yaml --json
+    """
+    from . import resolved
+    from .graph import compile_spec
+    from .spec import load_spec
+
+    loaded = load_spec(spec, overrides)
+    compile_spec(loaded)  # the operators' params are checked too
+    if as_json:
+        out = {"spec": loaded.raw, "origins": resolved.origins(loaded)}
+        click.echo(json.dumps(out, indent=1, default=str))
+        return
+    click.echo(resolved.to_yaml(loaded), nl=False)
+
+
+@main.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@STORE
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list of {spec, started, finished, wall_s, status, overrides, "
+    "computed, cached, failed, spec_file}.",
+)
+@click.option("--last", "-n", type=click.IntRange(min=1), metavar="N", help="Only the last N.")
+@_errors
+def runs(spec, store, as_json, last):
+    """List past runs, oldest first: when, status (ok, failed, stopped), stages computed
+    and cached, wall time, the --set overrides, and the failure. Each run's record (with
+    its resolved spec) is a JSON file under the store's runs/<spec name>/.
+
+    \b
+    Example:
+      stardag runs pipelines/star.yaml              # the runs of this spec's name
+      stardag runs --store .stardag --last 5        # the last runs of every spec
+      stardag runs pipelines/star.yaml --json
+    """
+    from . import history
+
+    st, name = history.store_of(spec, store)
+    rows = history.runs(st, name)[-last if last else 0 :]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if rows:
+        click.echo(history.table(rows))
+    click.echo(f"{len(rows)} runs in {st.uri}", err=True)
 
 
 @main.command()
@@ -556,11 +687,9 @@ def logs(job, address, follow):
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+    from .humanize import size
+
+    return size(n)
 
 
 def _age(s: float) -> str:

@@ -16,7 +16,6 @@ what it receives when it runs. Operators import this module and nothing else of 
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -301,13 +300,31 @@ class Context:
             return
         self._last_report = now
         of = f"/{total}" if total else ""
-        extra = "".join(
-            f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}" for k, v in info.items()
+        extra = "".join(f", {_info(k, v)}" for k, v in info.items())
+        from .logs import say
+
+        say(
+            f"  {self.stage}: {done}{of} {unit}{extra}",
+            stage=self.stage,
+            done=done,
+            total=total,
+            unit=unit,
+            info=extra,
         )
-        print(f"  {self.stage}: {done}{of} {unit}{extra}", file=sys.stderr, flush=True)
 
     def log(self, message: str):
-        print(f"  {self.stage}: {message}", file=sys.stderr, flush=True)
+        from .logs import say
+
+        say(f"  {self.stage}: {message}")
+
+
+def _info(name: str, value: Any) -> str:
+    """`tokens_per_s=15800.0` reads `15.8k tokens/s`; `loss=0.12345` reads `loss 0.123`."""
+    from .humanize import number, rate
+
+    if name.endswith("_per_s") and isinstance(value, (int, float)):
+        return rate(value, name.removesuffix("_per_s"))
+    return f"{name} {number(value)}" if isinstance(value, float) else f"{name} {value}"
 
 
 class Operator:

@@ -95,8 +95,11 @@ class Spec(_Frozen):
 class LoadedSpec:
     """A validated spec plus where each of its values came from."""
 
-    def __init__(self, spec: Spec, origins: Origins, path: Path, raw: dict):
+    def __init__(
+        self, spec: Spec, origins: Origins, path: Path, raw: dict, overrides: tuple[str, ...] = ()
+    ):
         self.spec, self.origins, self.path, self.raw = spec, origins, path, raw
+        self.overrides = overrides  # the --set texts, in order (the run record keeps them)
 
     def where(self, key_path: tuple) -> tuple[str | None, int | None]:
         """The (file, line) of the deepest known prefix of key_path."""
@@ -295,9 +298,22 @@ def _too_long(text: str) -> str:
 # --- merging: extends and --set ---------------------------------------------------------
 
 
+def structural(at: tuple) -> bool:
+    """Whether the mapping at key path `at` is the spec's structure (merged key by key by
+    `extends` and `--set`) rather than a value (replaced whole): the spec, `stages`, the
+    loop and its `stages`, a stage, and a stage's `params`, `inputs`, `resources` and
+    `resources.custom`. A param's value that is a mapping (`mix: {1: 0.5}`) and an input's
+    `{previous, initial}` are values."""
+    stage, inside = _split_stage(at)
+    if stage is not None:
+        return inside in ((), ("params",), ("inputs",), ("resources",), ("resources", "custom"))
+    return at in ((), ("stages",), ("loop",), ("loop", "stages"))
+
+
 def _merge(base: Any, over: Any, base_origins: Origins, over_origins: Origins, at: tuple):
-    """Deep-merge mappings; a null in the override deletes the key; anything else replaces."""
-    if isinstance(base, dict) and isinstance(over, dict):
+    """Merge the spec's structure key by key (`structural`); a null in the override deletes
+    the key; anything else, a mapping-valued param included, replaces whole."""
+    if isinstance(base, dict) and isinstance(over, dict) and structural(at):
         out = dict(base)
         for k, v in over.items():
             if v is None:
@@ -452,12 +468,28 @@ def _apply_override(data: dict, origins: Origins, text: str):
         node = node[part] if isinstance(node, dict) else None
         if not isinstance(node, dict):
             raise SpecError(f"{'.'.join(parts[: depth + 1])!r} is not a mapping", "--set " + text)
+    where = ("--set " + text, None)
     if value is None:
         node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = value
+        _drop(origins, parts)
+        return
+    if isinstance(node.get(parts[-1]), dict) and isinstance(value, dict) and structural(parts):
+        # the same rule as `extends`: the spec's structure merges key by key
+        given = {parts + k: where for k in _key_paths(value)}
+        node[parts[-1]] = _merge(node[parts[-1]], value, origins, given, parts)
+        return
+    node[parts[-1]] = value
     _drop(origins, parts)
-    origins[parts] = ("--set " + text, None)
+    origins[parts] = where
+
+
+def _key_paths(value: Any, at: tuple = ()) -> list[tuple]:
+    """Every key path inside a mapping given as one value, itself (()) included."""
+    out = [at]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _key_paths(v, at + (k,))
+    return out
 
 
 def _unknown(kind: str, name: str, known) -> str:
@@ -471,7 +503,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     data, origins = _read_with_extends(path)
     for text in overrides:
         _apply_override(data, origins, text)
-    loaded = LoadedSpec(None, origins, path.resolve(), data)  # type: ignore[arg-type]
+    loaded = LoadedSpec(None, origins, path.resolve(), data, tuple(overrides))  # type: ignore[arg-type]
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:

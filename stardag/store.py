@@ -802,7 +802,9 @@ class Store:
 
     def write_run(self, spec: str, record: dict):
         """Append a run record under runs/<spec>/ (history for `bench/` and post-mortems)."""
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{os.getpid()}"
+        now = time.time()  # microseconds: two runs of one process in a second keep both
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+        stamp += f".{int(now * 1e6) % 1_000_000:06d}.{os.getpid()}"
         self._write_json(self._named("runs", spec, stamp), record, "write a run record")
 
     def _write_json(self, path: str, obj: dict, action: str):
