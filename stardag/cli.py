@@ -68,7 +68,7 @@ def _errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stardag")
 def main():
-    """stardag: declarative STaR pipelines on Ray, cached stage by stage.
+    """stardag: declarative dataflow pipelines on Ray, cached stage by stage.
 
     \b
     Example:
@@ -282,7 +282,7 @@ def gc(keep, store, dry_run):
 
     \b
     Example:
-      stardag gc --keep pipelines/star.yaml --keep pipelines/star_no_rationalization.yaml
+      stardag gc --keep pipelines/star.yaml --keep pipelines/star_steps.yaml
       stardag gc --keep pipelines/star.yaml --dry-run     # list what would go
     """
     from . import api
@@ -312,7 +312,8 @@ def gc(keep, store, dry_run):
     "--json",
     "as_json",
     is_flag=True,
-    help="Print JSON: {iterations: [{iteration, accuracy, by_slice, train_used}]}.",
+    help="Print JSON: {metrics: how each kind is shown, iterations: [{iteration, "
+    "headline, <headline kind>, n, ci95, by_slice, <other kinds>, training}]}.",
 )
 @click.option(
     "--plot",
@@ -323,8 +324,8 @@ def gc(keep, store, dry_run):
 @TIMEOUT
 @_errors
 def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
-    """Held-out accuracy per iteration and slice, and the training data used, as a table
-    and a PNG plot.
+    """The metrics per iteration, as the operators declare them, as a table and a PNG plot:
+    the headline score per slice with n and 95% interval, the other kinds, the training loss.
 
     \b
     Example:
@@ -336,7 +337,9 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
 
     data = rep.collect(spec, overrides, store, stage, base)
     if as_json:
-        click.echo(json.dumps({"iterations": data["iterations"]}, indent=1))
+        click.echo(
+            json.dumps({"metrics": data["metrics"], "iterations": data["iterations"]}, indent=1)
+        )
     else:
         click.echo(rep.table(data))
     if not no_plot and data["iterations"]:
