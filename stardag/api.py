@@ -89,13 +89,17 @@ def run(
     address: str | None = None,
     executor: str = "ray",
     progress: bool = True,
+    runners=None,
 ):
-    """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run."""
+    """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run.
+    `runners` (a runner factory) lets several runs share one runner: a sweep's points."""
     from .executor import LocalRunner, RayRunner, execute
 
     ld = load(spec_path, overrides, store)
     sys_path = [str(ld.spec_dir)]
-    if executor == "local":
+    if runners is not None:
+        factory = runners
+    elif executor == "local":
         factory = LocalRunner
     elif executor == "ray":
 

@@ -27,6 +27,16 @@ SET = click.option(
 SPEC = click.argument("spec", type=click.Path(dir_okay=False))
 
 
+SWEEP = click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Run (or compare) each value of KEY; several --sweep give the grid. Commas inside "
+    "[...], {...} or quotes do not split: --sweep 'stages.base.params.mix={1: 1.0},{1: 0.5}'.",
+)
+
+
 def _set_timeout(ctx, param, value):
     if value is not None:
         import os
@@ -100,23 +110,68 @@ def main():
     help="`local` runs stages one by one in this process, without Ray.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@SWEEP
 @TIMEOUT
 @_errors
-def run(spec, overrides, force, until, store, address, executor, quiet):
-    """Run a pipeline: compute what is not cached, reuse the rest.
+def run(spec, overrides, force, until, store, address, executor, quiet, sweeps):
+    """Run a pipeline: compute what is not cached, reuse the rest. With --sweep (or a
+    `sweep:` block in the spec), run every point of the grid: the points share every stage
+    they have in common (same key), computed once.
 
     \b
-    Example:
+    Examples:
       stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
+      stardag run pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
+      stardag run pipelines/star.yaml --sweep loop.iterations=2,4 \\
+          --sweep stages.problems.params.seed=0,1          # a 2 x 2 grid
     """
     from . import api
 
+    if sweeps or _has_sweep_block(spec, overrides):
+        _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet)
+        return
     t0 = time.monotonic()
     result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
         f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
+        err=True,
+    )
+
+
+def _has_sweep_block(spec, overrides) -> bool:
+    from .spec import load_spec
+
+    return bool(load_spec(spec, overrides).spec.sweep)
+
+
+def _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet):
+    import shlex
+
+    from . import sweep
+
+    t0 = time.monotonic()
+
+    def ended(point, result, seconds):
+        computed = result.computed()
+        click.echo(
+            f"{result.spec} [{sweep.label(point)}]: {len(result.nodes)} stages, "
+            f"{len(computed)} computed, {len(result.nodes) - len(computed)} cached, "
+            f"{seconds:.1f}s",
+            err=True,
+        )
+
+    results = sweep.run(
+        spec, overrides, sweeps, store, force, until, address, executor, not quiet, ended
+    )
+    computed = sum(len(r.computed()) for _, r in results)
+    again = "".join(f" --sweep {shlex.quote(s)}" for s in sweeps) + "".join(
+        f" --set {shlex.quote(o)}" for o in overrides
+    )
+    click.echo(
+        f"sweep: {len(results)} points, {computed} stages computed in all, "
+        f"{time.monotonic() - t0:.1f}s; compare them: stardag compare {spec}{again}",
         err=True,
     )
 
@@ -348,6 +403,59 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
             raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
         try:
             rep.plot(data, path)
+        except OSError as e:
+            raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
+        click.echo(f"plot: {path}", err=True)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@SET
+@SWEEP
+@STORE
+@click.option("--slice", "where", metavar="SLICE", help="Head the table with this slice's score.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {variants: [{label, spec, overrides, iterations, keys, not_computed, "
+    "command}], stages: {node: [same letter = same key, per variant]}}.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write a PNG: a panel per variant (with --slice: that slice, all variants on one).",
+)
+@TIMEOUT
+@_errors
+def compare(specs, overrides, sweeps, store, where, as_json, plot):
+    """Variants side by side, iteration by iteration: their metrics (as `report` shows them),
+    the seconds their stages took, and which stages they share (same key, one artifact).
+    Reads the store only and runs nothing; stages not computed are listed with the command
+    that computes them. --set applies to every spec; --sweep makes a variant of each spec
+    per value.
+
+    \b
+    Examples:
+      stardag compare pipelines/star.yaml pipelines/star_no_rationalization.yaml
+      stardag compare pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
+      stardag compare pipelines/star*.yaml --slice 5 --plot variants.png --json
+    """
+    from pathlib import Path
+
+    from . import compare as cmp
+
+    data = cmp.collect(specs, overrides, sweeps, store)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+    else:
+        click.echo(cmp.table(data, where or "all"))
+    if plot:
+        path = Path(plot)
+        if not path.absolute().parent.is_dir():
+            raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
+        try:
+            cmp.plot(data, path, where)
         except OSError as e:
             raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
         click.echo(f"plot: {path}", err=True)

@@ -206,18 +206,18 @@ def slices_of(m: Metric, values: list[dict]) -> list[str]:
     )
 
 
-def _pct(v, percent=True):
+def share_text(v, percent=True):
     if v is None:
         return "-"
     return f"{100 * v:.1f}%" if percent else f"{v:.4g}"
 
 
-def _score(v, ci, n=None, percent=True):
+def score_text(v, ci, n=None, percent=True):
     if v is None:
         return "-"
     low, high = (100 * ci[0], 100 * ci[1]) if percent else tuple(ci)
     inside = f"{low:.1f}-{high:.1f}" + (f", n={n}" if n is not None else "")
-    return f"{_pct(v, percent)} ({inside})"
+    return f"{share_text(v, percent)} ({inside})"
 
 
 def columns(report: dict) -> list[tuple[str, object]]:
@@ -232,14 +232,14 @@ def columns(report: dict) -> list[tuple[str, object]]:
             cols.append(
                 (
                     f"{m.label} (95% CI)",
-                    lambda e, k=kind, p=m.percent: _score(e[k], e["ci95"], percent=p),
+                    lambda e, k=kind, p=m.percent: score_text(e[k], e["ci95"], percent=p),
                 )
             )
             for s in slices_of(m, [e["by_slice"] for e in its]):
                 cols.append(
                     (
                         f"{short}[{s}] (95% CI, n)",
-                        lambda e, s=s, p=m.percent: _score(
+                        lambda e, s=s, p=m.percent: score_text(
                             e["by_slice"].get(s),
                             e["by_slice_ci95"].get(s),
                             e["by_slice_n"].get(s),
@@ -252,7 +252,7 @@ def columns(report: dict) -> list[tuple[str, object]]:
                 cols.append(
                     (
                         f"{short}[{s}] (95% CI, n)",
-                        lambda e, k=kind, s=s, p=m.percent: _score(
+                        lambda e, k=kind, s=s, p=m.percent: score_text(
                             (e.get(k) or {}).get(s),
                             (e.get(f"{k}_ci95") or {}).get(s),
                             (e.get(f"{k}_n") or {}).get(s),
@@ -264,13 +264,13 @@ def columns(report: dict) -> list[tuple[str, object]]:
             continue  # a note under the table
         elif m.whole:
             if any(e.get(kind) is not None for e in its):
-                cols.append((m.label, lambda e, k=kind, p=m.percent: _pct(e.get(k), p)))
+                cols.append((m.label, lambda e, k=kind, p=m.percent: share_text(e.get(k), p)))
         else:
             for s in slices_of(m, [e.get(kind) or {} for e in its]):
                 cols.append(
                     (
                         f"{short}:{m.slices.get(s, s)}",
-                        lambda e, k=kind, s=s, p=m.percent: _pct((e.get(k) or {}).get(s), p),
+                        lambda e, k=kind, s=s, p=m.percent: share_text((e.get(k) or {}).get(s), p),
                     )
                 )
     return cols
