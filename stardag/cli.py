@@ -437,7 +437,7 @@ def compare(specs, overrides, sweeps, store, where, as_json, plot):
 
     \b
     Examples:
-      stardag compare pipelines/star.yaml pipelines/star_no_rationalization.yaml
+      stardag compare pipelines/star.yaml pipelines/star_steps.yaml
       stardag compare pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
       stardag compare pipelines/star*.yaml --slice 5 --plot variants.png --json
     """

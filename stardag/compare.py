@@ -178,7 +178,7 @@ def table(data: dict, where: str = "all") -> str:
                 f"{v['label']}: {len(v['not_computed'])} stages not computed "
                 f"({_nodes(v['not_computed'])}); to compute them: {v['command']}"
             )
-    return "\n".join(lines)
+    return "\n".join(lines).strip("\n")
 
 
 def _nodes(ids: list[str]) -> str:

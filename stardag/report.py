@@ -22,9 +22,9 @@ Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 def wilson(share: float, n: int, z: float = Z95) -> list[float] | None:
     """The Wilson score interval [low, high] of a proportion `share` of `n` trials; None
-    when n is 0. Unlike the normal approximation it stays inside [0, 1] and is not empty at
+    when n is 0 or `share` is no proportion. Unlike the normal approximation it stays inside [0, 1] and is not empty at
     0 or n successes (Wilson 1927; Brown, Cai and DasGupta 2001)."""
-    if n <= 0:
+    if n <= 0 or not 0 <= share <= 1:  # not a proportion (NaN included): no interval
         return None
     k = round(share * n)
     p = k / n
@@ -215,6 +215,8 @@ def share_text(v, percent=True):
 def score_text(v, ci, n=None, percent=True):
     if v is None:
         return "-"
+    if ci is None:
+        return share_text(v, percent) + (f" (n={n})" if n is not None else "")
     low, high = (100 * ci[0], 100 * ci[1]) if percent else tuple(ci)
     inside = f"{low:.1f}-{high:.1f}" + (f", n={n}" if n is not None else "")
     return f"{share_text(v, percent)} ({inside})"
