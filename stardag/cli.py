@@ -111,24 +111,39 @@ def main():
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @SWEEP
+@click.option(
+    "--track",
+    "tracks",
+    multiple=True,
+    metavar="TRACKER",
+    help="Log the run to an experiment tracker: mlflow (pip install 'stardag[mlflow]'; "
+    "a SQLite store in mlruns/ beside the spec unless the spec's `tracking:` or "
+    "$MLFLOW_TRACKING_URI says otherwise), or module:Class.",
+)
 @TIMEOUT
 @_errors
-def run(spec, overrides, force, until, store, address, executor, quiet, sweeps):
+def run(spec, overrides, force, until, store, address, executor, quiet, sweeps, tracks):
     """Run a pipeline: compute what is not cached, reuse the rest. With --sweep (or a
     `sweep:` block in the spec), run every point of the grid: the points share every stage
     they have in common (same key), computed once.
 
     \b
-    Examples:
+    Example:
       stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
       stardag run pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
       stardag run pipelines/star.yaml --sweep loop.iterations=2,4 \\
           --sweep stages.problems.params.seed=0,1          # a 2 x 2 grid
+      stardag run pipelines/star.yaml --track mlflow   # then: mlflow ui \\
+          --backend-store-uri sqlite:///pipelines/mlruns/mlflow.db
     """
     from . import api
+    from .spec import load_spec
 
-    if sweeps or _has_sweep_block(spec, overrides):
-        _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet)
+    declared = load_spec(spec, overrides).spec
+    if tracks or declared.tracking:
+        _trackers(spec, declared.tracking, tracks)  # a bad tracker fails before the run
+    if sweeps or declared.sweep:
+        _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet, tracks)
         return
     t0 = time.monotonic()
     result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
@@ -138,22 +153,40 @@ def run(spec, overrides, force, until, store, address, executor, quiet, sweeps):
         f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
         err=True,
     )
+    if tracks or declared.tracking:
+        _track(spec, overrides, store, result, declared.tracking, tracks)
 
 
-def _has_sweep_block(spec, overrides) -> bool:
-    from .spec import load_spec
+def _trackers(spec, block, names):
+    from pathlib import Path
 
-    return bool(load_spec(spec, overrides).spec.sweep)
+    from . import tracking
+
+    return tracking.trackers(block, names, Path(spec).absolute().parent)
 
 
-def _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet):
+def _track(spec, overrides, store, result, block, names, label=None):
+    """Log a finished run to its trackers, from what the store holds."""
+    from . import api, tracking
+
+    ld = api.load(spec, overrides, store)
+    run = tracking.collect(ld, result, overrides, label)
+    for tracker in _trackers(spec, block, names):
+        click.echo(tracker.log(run), err=True)
+
+
+def _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet, tracks):
     import shlex
 
     from . import sweep
+    from .spec import load_spec
 
     t0 = time.monotonic()
+    block = load_spec(spec, overrides).spec.tracking
 
     def ended(point, result, seconds):
+        if tracks or block:
+            _track(spec, [*overrides, *point], store, result, block, tracks, sweep.label(point))
         computed = result.computed()
         click.echo(
             f"{result.spec} [{sweep.label(point)}]: {len(result.nodes)} stages, "
@@ -436,7 +469,7 @@ def compare(specs, overrides, sweeps, store, where, as_json, plot):
     per value.
 
     \b
-    Examples:
+    Example:
       stardag compare pipelines/star.yaml pipelines/star_steps.yaml
       stardag compare pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
       stardag compare pipelines/star*.yaml --slice 5 --plot variants.png --json

@@ -43,7 +43,7 @@ def metrics_port(node) -> str | None:
     return METRICS if METRICS in node.op.outputs else None
 
 
-def _metrics_stages(ld: Loaded) -> tuple[str | None, str | None]:
+def metrics_stages(ld: Loaded) -> tuple[str | None, str | None]:
     top, loop = [], []
     for node in ld.graph.nodes.values():
         if metrics_port(node):
@@ -93,7 +93,7 @@ def collect(
 
 
 def collect_loaded(ld: Loaded, plan, stage: str | None = None, base: str | None = None) -> dict:
-    default_base, default_stage = _metrics_stages(ld)
+    default_base, default_stage = metrics_stages(ld)
     stage, base = stage or default_stage, base or default_base
     nodes = []
     if base:
@@ -117,7 +117,7 @@ def collect_loaded(ld: Loaded, plan, stage: str | None = None, base: str | None 
         tables.append((i, ld.store.read_table(manifest["key"], port).to_pylist()))
     kinds = resolve(kinds, [r for _, rows in tables for r in rows])
     iterations = [entry_of(i, rows, kinds) for i, rows in tables]
-    curves = _training_logs(ld, cached)
+    curves = training_logs(ld, cached)
     for entry in iterations:
         entry["training"] = curves.get(entry["iteration"], [])
     return {
@@ -129,7 +129,7 @@ def collect_loaded(ld: Loaded, plan, stage: str | None = None, base: str | None 
     }
 
 
-def _training_logs(ld: Loaded, cached: dict) -> dict[int, list[dict]]:
+def training_logs(ld: Loaded, cached: dict) -> dict[int, list[dict]]:
     """{iteration: [{step, loss, lr}]} from the loop's model outputs that carry a training
     log (shard_train writes one beside the weights)."""
     import json
