@@ -234,14 +234,20 @@ def plot(data: dict, path: Path, where: str | None = None):
     axis = next((v["axis"] for v in runs), None) or top or "score"
     if where:
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-        for v in runs:
+        xs_all: set[int] = set()
+        for j, v in enumerate(runs):
             its = v["iterations"]
             values = [e[top] if where == "all" else e["by_slice"].get(where) for e in its]
             cis = [e["ci95"] if where == "all" else e["by_slice_ci95"].get(where) for e in its]
             ys, err = report.bars(values, cis)
+            xs = [e["iteration"] for e in its]
+            xs_all.update(xs)
+            shift = 0.04 * (j - (len(runs) - 1) / 2)  # the variants' bars side by side
             ax.errorbar(
-                [e["iteration"] for e in its], ys, yerr=err, marker="o", capsize=3, label=v["label"]
+                [x + shift for x in xs], ys, yerr=err, marker="o", capsize=3, label=v["label"]
             )
+        ax.set_xticks(sorted(xs_all))
+        ax.set_ylim(-2, 102)
         ax.set_title(f"{axis} [{where}]")
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{axis} (%, 95% CI)")
