@@ -88,7 +88,10 @@ def collect(
     variant]}}: in `stages`, variants with the same letter have the same key for that node
     (one artifact, computed once); "-" where the variant's key is not known yet, "." where
     the variant has no such node."""
-    out = [collect_variant(v, store) for v in variants(specs, overrides, sweeps)]
+    out = []
+    for v in variants(specs, overrides, sweeps):
+        with sweep.from_sweep(v.overrides[len(overrides) :]):
+            out.append(collect_variant(v, store))
     nodes = list(dict.fromkeys(n for v in out for n in v["keys"]))
     stages = {}
     for node in nodes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SpecError
@@ -82,6 +83,17 @@ def grid(
     return list(itertools.product(*axes.values()))
 
 
+@contextmanager
+def from_sweep(point: Sequence[str]):
+    """An error in one of the point's overrides names the sweep, not `--set`."""
+    try:
+        yield
+    except SpecError as e:
+        if e.file and e.file.removeprefix("--set ") in point:
+            e.file = "--sweep " + e.file.removeprefix("--set ")
+        raise
+
+
 def label(point: Sequence[str]) -> str:
     """`loop.stages.train.params.lr=0.002` -> `lr=0.002` (the last part of each key)."""
     return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, _, v in (p.partition("=") for p in point))
@@ -139,7 +151,8 @@ def run(
 
     points = grid(sweeps, spec_path, overrides)
     for point in points:  # every point is a valid spec before anything runs
-        api.load(spec_path, [*overrides, *point], store)
+        with from_sweep(point):
+            api.load(spec_path, [*overrides, *point], store)
     sys_path = [str(Path(spec_path).resolve().parent), os.getcwd()]
     if executor not in ("ray", "local"):
         raise SpecError(f"unknown executor {executor!r} (ray or local)")

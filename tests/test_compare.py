@@ -96,6 +96,7 @@ def test_bad_sweep_syntax_is_one_error_with_exit_status_2(tmp_path):
         ("loop.iterations=2,,3", "has an empty value"),
         ("loop.iterations=2,2", "names a value twice"),
         ("=2,3", "is not of the form"),
+        ("stages.nosuch.params.x=1,2", "--sweep stages.nosuch.params.x=1: unknown stage"),
     ]:
         for command in ("compare", "run"):
             r = cli(command, a, "--sweep", bad, "--store", tmp_path / "store")
