@@ -71,6 +71,7 @@ def collect_variant(v: Variant, store: str | None = None) -> dict:
         "metrics": rep["metrics"],
         "axis": rep["axis"],
         "iterations": rep["iterations"],
+        "seconds": round(sum(seconds.values()), 1),
         "keys": {e.node: e.key for e in plan},
         "not_computed": [e.node for e in plan if e.status != "cached"],
         "command": v.command(),
@@ -84,7 +85,7 @@ def collect(
     store: str | None = None,
 ) -> dict:
     """{"variants": [{label, spec, overrides, metrics, iterations (each with `seconds`: what
-    its stages took to compute), keys, not_computed, command}], "stages": {node: [group per
+    its stages took to compute), seconds (all its stages), keys, not_computed, command}], "stages": {node: [group per
     variant]}}: in `stages`, variants with the same letter have the same key for that node
     (one artifact, computed once); "-" where the variant's key is not known yet, "." where
     the variant has no such node."""
@@ -162,7 +163,7 @@ def table(data: dict, where: str = "all") -> str:
         cols = (
             [("iter", lambda e: str(e["iteration"])), ("variant", lambda e: e["variant"])]
             + report.columns(merged)
-            + [("time", lambda e: f"{e['seconds']:.{0 if e['seconds'] >= 10 else 1}f}s")]
+            + [("time", lambda e: _secs(e["seconds"]))]
         )
         rows = [[h for h, _ in cols]] + [[c(e) for _, c in cols] for e in merged["iterations"]]
         widths = [max(len(r[c]) for r in rows) for c in range(len(cols))]
@@ -174,6 +175,10 @@ def table(data: dict, where: str = "all") -> str:
         ]
         lines += report.notes(merged)
         lines.append("time: seconds the iteration's stages took when they were computed")
+        lines.append(
+            "all stages: "
+            + "; ".join(f"{v['label']} {_secs(v['seconds'])}" for v in data["variants"])
+        )
     lines += [""] + shared(data)
     for v in data["variants"]:
         if v["not_computed"]:
@@ -182,6 +187,10 @@ def table(data: dict, where: str = "all") -> str:
                 f"({_nodes(v['not_computed'])}); to compute them: {v['command']}"
             )
     return "\n".join(lines).strip("\n")
+
+
+def _secs(s: float) -> str:
+    return f"{s:.{0 if s >= 10 else 1}f}s"
 
 
 def _nodes(ids: list[str]) -> str:

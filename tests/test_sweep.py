@@ -107,3 +107,21 @@ def test_sweep_values_split_on_commas_outside_brackets_and_quotes():
     )
     with pytest.raises(SpecError, match="YAML"):
         sweep.parse("a=[1,")
+
+
+@pytest.mark.ray
+def test_a_sweep_on_ray_shares_the_upstream_stage_between_its_points(tmp_path, calls):
+    spec = write(tmp_path / "sums.yaml", SPEC)
+    r = cli(
+        "run",
+        spec,
+        "--store",
+        tmp_path / "store",
+        "-q",
+        "--sweep",
+        "stages.scale.params.factor=2,3",
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(calls.take()) == ["numbers", "scale", "scale", "total", "total"]
+    assert "sweep: 2 points, 5 stages computed in all" in r.stderr
