@@ -139,14 +139,17 @@ def run(spec, overrides, force, until, store, address, executor, quiet, sweeps, 
     from . import api
     from .spec import load_spec
 
-    declared = load_spec(spec, overrides).spec
+    loaded = load_spec(spec, overrides)
+    declared = loaded.spec
     if tracks or declared.tracking:
         _trackers(spec, declared.tracking, tracks)  # a bad tracker fails before the run
     if sweeps or declared.sweep:
         _run_sweep(spec, overrides, sweeps, store, force, until, address, executor, quiet, tracks)
         return
     t0 = time.monotonic()
-    result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
+    result = api.run(
+        spec, overrides, store, force, until, address, executor, not quiet, loaded=loaded
+    )
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
