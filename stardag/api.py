@@ -44,9 +44,14 @@ def store_uri(spec_path: Path, spec_store: str | None, store: str | None) -> str
 
 
 def load(
-    spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None
+    spec_path: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+    loaded=None,
 ) -> Loaded:
-    loaded = load_spec(spec_path, overrides)
+    """The spec compiled, and its store; `loaded` is the spec already read (load_spec of
+    the same path and overrides), not read again."""
+    loaded = loaded or load_spec(spec_path, overrides)
     sys_path = str(loaded.path.parent)
     if sys_path not in sys.path:
         sys.path.insert(0, sys_path)  # `module:Name` operator references beside the spec
@@ -90,15 +95,21 @@ def run(
     executor: str = "ray",
     progress: bool = True,
     verbose: bool | None = None,
+    runners=None,
+    loaded=None,
 ):
     """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run.
     With `verbose` False, Ray's and the libraries' output goes to a log file under the
-    store's runs/ (True: to the terminal, as with None, but no ANSI codes in a file)."""
+    store's runs/ (True: to the terminal, as with None, but no ANSI codes in a file).
+    `runners` (a runner factory) lets several runs share one runner: a sweep's points;
+    `loaded`: the spec already read (see `load`)."""
     from .executor import LocalRunner, RayRunner, execute
 
-    ld = load(spec_path, overrides, store)
+    ld = load(spec_path, overrides, store, loaded)
     sys_path = [str(ld.spec_dir)]
-    if executor == "local":
+    if runners is not None:
+        factory = runners
+    elif executor == "local":
         factory = LocalRunner
     elif executor == "ray":
 

@@ -27,6 +27,16 @@ SET = click.option(
 SPEC = click.argument("spec", type=click.Path(dir_okay=False))
 
 
+SWEEP = click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Run (or compare) each value of KEY; several --sweep give the grid. Commas inside "
+    "[...], {...} or quotes do not split: --sweep 'stages.base.params.mix={1: 1.0},{1: 0.5}'.",
+)
+
+
 def _set_timeout(ctx, param, value):
     if value is not None:
         import os
@@ -68,7 +78,7 @@ def _errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stardag")
 def main():
-    """stardag: declarative STaR pipelines on Ray, cached stage by stage.
+    """stardag: declarative dataflow pipelines on Ray, cached stage by stage.
 
     \b
     Example:
@@ -107,24 +117,109 @@ def main():
     help="Print Ray's, Ray Train's and the libraries' output too (by default it goes to a "
     "log file under the store's runs/).",
 )
+@SWEEP
+@click.option(
+    "--track",
+    "tracks",
+    multiple=True,
+    metavar="TRACKER",
+    help="Log the run to an experiment tracker: mlflow (pip install 'stardag[mlflow]'; "
+    "a SQLite store in mlruns/ beside the spec unless the spec's `tracking:` or "
+    "$MLFLOW_TRACKING_URI says otherwise), or module:Class.",
+)
 @TIMEOUT
 @_errors
-def run(spec, overrides, force, until, store, address, executor, quiet, verbose):
-    """Run a pipeline: compute what is not cached, reuse the rest.
+def run(spec, overrides, force, until, store, address, executor, quiet, verbose, sweeps, tracks):
+    """Run a pipeline: compute what is not cached, reuse the rest. With --sweep (or a
+    `sweep:` block in the spec), run every point of the grid: the points share every stage
+    they have in common (same key), computed once.
 
     \b
     Example:
       stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
+      stardag run pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
+      stardag run pipelines/star.yaml --sweep loop.iterations=2,4 \\
+          --sweep stages.problems.params.seed=0,1          # a 2 x 2 grid
+      stardag run pipelines/star.yaml --track mlflow   # then: mlflow ui \\
+          --backend-store-uri sqlite:///pipelines/mlruns/mlflow.db
     """
     from . import api
     from .humanize import seconds
+    from .spec import load_spec
 
+    loaded = load_spec(spec, overrides)
+    declared = loaded.spec
+    if tracks or declared.tracking:
+        _trackers(spec, declared.tracking, tracks)  # a bad tracker fails before the run
+    if sweeps or declared.sweep:
+        _run_sweep(
+            spec, overrides, sweeps, store, force, until, address, executor, quiet, verbose, tracks
+        )
+        return
     t0 = time.monotonic()
-    result = api.run(spec, overrides, store, force, until, address, executor, not quiet, verbose)
+    result = api.run(
+        spec, overrides, store, force, until, address, executor, not quiet, verbose, loaded=loaded
+    )
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
         f"{len(result.nodes) - len(computed)} cached, {seconds(time.monotonic() - t0)}",
+        err=True,
+    )
+    if tracks or declared.tracking:
+        _track(spec, overrides, store, result, declared.tracking, tracks)
+
+
+def _trackers(spec, block, names):
+    from pathlib import Path
+
+    from . import tracking
+
+    return tracking.trackers(block, names, Path(spec).absolute().parent)
+
+
+def _track(spec, overrides, store, result, block, names, label=None):
+    """Log a finished run to its trackers, from what the store holds."""
+    from . import api, tracking
+
+    ld = api.load(spec, overrides, store)
+    run = tracking.collect(ld, result, overrides, label)
+    for tracker in _trackers(spec, block, names):
+        click.echo(tracker.log(run), err=True)
+
+
+def _run_sweep(
+    spec, overrides, sweeps, store, force, until, address, executor, quiet, verbose, tracks
+):
+    import shlex
+
+    from . import humanize, sweep
+    from .spec import load_spec
+
+    t0 = time.monotonic()
+    block = load_spec(spec, overrides).spec.tracking
+
+    def ended(point, result, seconds):
+        if tracks or block:
+            _track(spec, [*overrides, *point], store, result, block, tracks, sweep.label(point))
+        computed = result.computed()
+        click.echo(
+            f"{result.spec} [{sweep.label(point)}]: {len(result.nodes)} stages, "
+            f"{len(computed)} computed, {len(result.nodes) - len(computed)} cached, "
+            f"{humanize.seconds(seconds)}",
+            err=True,
+        )
+
+    results = sweep.run(
+        spec, overrides, sweeps, store, force, until, address, executor, not quiet, ended, verbose
+    )
+    computed = sum(len(r.computed()) for _, r in results)
+    again = "".join(f" --sweep {shlex.quote(s)}" for s in sweeps) + "".join(
+        f" --set {shlex.quote(o)}" for o in overrides
+    )
+    click.echo(
+        f"sweep: {len(results)} points, {computed} stages computed in all, "
+        f"{humanize.seconds(time.monotonic() - t0)}; compare them: stardag compare {spec}{again}",
         err=True,
     )
 
@@ -413,7 +508,7 @@ def gc(keep, store, dry_run):
 
     \b
     Example:
-      stardag gc --keep pipelines/star.yaml --keep pipelines/star_no_rationalization.yaml
+      stardag gc --keep pipelines/star.yaml --keep pipelines/star_steps.yaml
       stardag gc --keep pipelines/star.yaml --dry-run     # list what would go
     """
     from . import api
@@ -443,7 +538,8 @@ def gc(keep, store, dry_run):
     "--json",
     "as_json",
     is_flag=True,
-    help="Print JSON: {iterations: [{iteration, accuracy, by_slice, train_used}]}.",
+    help="Print JSON: {metrics: how each kind is shown, iterations: [{iteration, "
+    "headline, <headline kind>, n, ci95, by_slice, <other kinds>, training}]}.",
 )
 @click.option(
     "--plot",
@@ -454,8 +550,8 @@ def gc(keep, store, dry_run):
 @TIMEOUT
 @_errors
 def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
-    """Held-out accuracy per iteration and slice, and the training data used, as a table
-    and a PNG plot.
+    """The metrics per iteration, as the operators declare them, as a table and a PNG plot:
+    the headline score per slice with n and 95% interval, the other kinds, the training loss.
 
     \b
     Example:
@@ -467,7 +563,9 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
 
     data = rep.collect(spec, overrides, store, stage, base)
     if as_json:
-        click.echo(json.dumps({"iterations": data["iterations"]}, indent=1))
+        click.echo(
+            json.dumps({"metrics": data["metrics"], "iterations": data["iterations"]}, indent=1)
+        )
     else:
         click.echo(rep.table(data))
     if not no_plot and data["iterations"]:
@@ -476,6 +574,59 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
             raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
         try:
             rep.plot(data, path)
+        except OSError as e:
+            raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
+        click.echo(f"plot: {path}", err=True)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@SET
+@SWEEP
+@STORE
+@click.option("--slice", "where", metavar="SLICE", help="Head the table with this slice's score.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {variants: [{label, spec, overrides, iterations, keys, not_computed, "
+    "command}], stages: {node: [same letter = same key, per variant]}}.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write a PNG: a panel per variant (with --slice: that slice, all variants on one).",
+)
+@TIMEOUT
+@_errors
+def compare(specs, overrides, sweeps, store, where, as_json, plot):
+    """Variants side by side, iteration by iteration: their metrics (as `report` shows them),
+    the seconds their stages took, and which stages they share (same key, one artifact).
+    Reads the store only and runs nothing; stages not computed are listed with the command
+    that computes them. --set applies to every spec; --sweep makes a variant of each spec
+    per value.
+
+    \b
+    Example:
+      stardag compare pipelines/star.yaml pipelines/star_steps.yaml
+      stardag compare pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
+      stardag compare pipelines/star*.yaml --slice 5 --plot variants.png --json
+    """
+    from pathlib import Path
+
+    from . import compare as cmp
+
+    data = cmp.collect(specs, overrides, sweeps, store)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+    else:
+        click.echo(cmp.table(data, where or "all"))
+    if plot:
+        path = Path(plot)
+        if not path.absolute().parent.is_dir():
+            raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
+        try:
+            cmp.plot(data, path, where)
         except OSError as e:
             raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
         click.echo(f"plot: {path}", err=True)

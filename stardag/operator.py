@@ -32,6 +32,9 @@ __all__ = [
     "DefaultResources",
     "FilePath",
     "InputError",
+    "METRIC_COLUMNS",
+    "Metric",
+    "Metrics",
     "Model",
     "Operator",
     "Params",
@@ -149,6 +152,43 @@ class Dataset:
 
     def describe(self) -> str:
         return "dataset(" + ", ".join(f"{k}: {v}" for k, v in self.columns.items()) + ")"
+
+
+METRIC_COLUMNS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a report shows one kind of row of a metrics table.
+
+    show: "score" is a proportion of `n` trials, shown with its 95% interval for the whole
+    (slice `all`) and each slice; the first score is the report's headline, the one the
+    plot draws. "share" is a value per slice. "source" is a note naming each slice with its
+    n (where the data came from). `short` heads the per-slice columns (default: `label`),
+    `slices` gives short names to known slices, in the order to show them; `whole` says the
+    kind has only the slice `all` (one number per iteration); `percent` shows values as %."""
+
+    label: str
+    show: str = "share"
+    short: str | None = None
+    slices: dict[str, str] = field(default_factory=dict)
+    whole: bool = False
+    percent: bool = True
+
+    def __post_init__(self):
+        if self.show not in ("score", "share", "source"):
+            raise ValueError(f"Metric {self.label!r}: show is score, share or source")
+
+
+@dataclass(frozen=True)
+class Metrics(Dataset):
+    """A metrics table port (columns kind, slice, value, n): one row per kind and slice,
+    e.g. ("score", "all", 0.8, 200). `kinds` declares how reports show each kind (in that
+    order; undeclared kinds follow as shares), `axis` names the headline on a plot."""
+
+    columns: dict[str, str] = field(default_factory=lambda: dict(METRIC_COLUMNS))
+    kinds: dict[str, Metric] = field(default_factory=dict)
+    axis: str = "score"
 
 
 @dataclass(frozen=True)

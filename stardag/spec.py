@@ -90,6 +90,10 @@ class Spec(_Frozen):
     libraries_in_key: bool = False
     stages: dict[str, StageSpec] = {}
     loop: LoopSpec | None = None
+    # `stardag run` runs the grid of these values (key path -> values), as --sweep does
+    sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    # experiment trackers every run logs to, e.g. {mlflow: {uri: mlruns}} (as --track)
+    tracking: dict[str, dict[str, Any] | None] = {}
 
 
 class LoadedSpec:

@@ -415,7 +415,9 @@ class Store:
                 self.quarantine(key, f"file {rel} does not match its checksum")
                 raise CorruptArtifact(key, f"file {rel} does not match its checksum")
             try:
-                tables.append(pq.read_table(pa.BufferReader(data)))
+                # ParquetFile, not read_table: the latter imports pyarrow.dataset and
+                # pandas (about 0.5 s), which a report of a few small tables would pay
+                tables.append(pq.ParquetFile(pa.BufferReader(data)).read())
             except Exception as e:  # pyarrow raises ArrowInvalid and others
                 self.quarantine(key, f"file {rel} is not readable Parquet: {e}")
                 raise CorruptArtifact(key, f"file {rel} is not readable Parquet") from None
