@@ -3,7 +3,6 @@ validated by frozen pydantic models; every error names the file, the line and th
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 import re
@@ -13,7 +12,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 
 Origins = dict  # a key path into the spec, e.g. ("stages", "train", "params", "lr") -> (file, line)
 
@@ -444,8 +443,7 @@ def _apply_override(data: dict, origins: Origins, text: str):
                 origins[parts[: depth + 1]] = ("--set " + text, None)
             else:
                 known = set(node) | set(model.model_fields if model else ())
-                close = difflib.get_close_matches(part, sorted(known), n=3)
-                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                hint = did_you_mean(part, known)
                 raise SpecError(
                     f"no key {'.'.join(parts[: depth + 1])!r} in the spec{hint}", "--set " + text
                 )
@@ -461,9 +459,7 @@ def _apply_override(data: dict, origins: Origins, text: str):
 
 
 def _unknown(kind: str, name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {kind} {name!r}{hint}"
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)}"
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
