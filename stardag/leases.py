@@ -166,7 +166,8 @@ class S3Objects:
         except BotoCoreError as e:
             raise StoreError(f"store: cannot {action}: {e}") from None
 
-    def create(self, path: str, data: bytes) -> bool:
+    def _put(self, path: str, data: bytes, **condition: object) -> bool:
+        """Write an object if the condition (`IfNoneMatch` or `IfMatch`) holds."""
         bucket, key = self._split(path)
         return (
             self._call(
@@ -175,10 +176,13 @@ class S3Objects:
                 Bucket=bucket,
                 Key=key,
                 Body=data,
-                IfNoneMatch="*",
+                **condition,
             )
             is not False
         )
+
+    def create(self, path: str, data: bytes) -> bool:
+        return self._put(path, data, IfNoneMatch="*")
 
     def read(self, path: str) -> tuple[bytes | None, object]:
         """(the bytes, their etag), (None, None) if absent."""
@@ -201,17 +205,7 @@ class S3Objects:
                 )
                 is not False
             )
-        return (
-            self._call(
-                "take a lease",
-                self.client.put_object,
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                IfMatch=version,
-            )
-            is not False
-        )
+        return self._put(path, data, IfMatch=version)
 
     def honours_conditions(self, probe: str) -> bool:
         """Whether the server refuses a second create of one object (some S3-compatible

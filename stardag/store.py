@@ -437,7 +437,7 @@ class Store:
         dest = cache / key / output
         if (dest / ".complete").exists():
             try:
-                self._same_files(key, m, output, dest, ignore={".complete"})
+                self._check_model_copy(key, m, output, dest, ignore={".complete"})
             except CorruptArtifact:  # a copy changed here: fetch it again
                 shutil.rmtree(dest, ignore_errors=True)
         if not (dest / ".complete").exists():
@@ -459,7 +459,7 @@ class Store:
                 shutil.rmtree(tmp, ignore_errors=True)
         return dest
 
-    def _same_files(self, key: str, m: dict, output: str, path: Path, ignore=frozenset()):
+    def _check_model_copy(self, key: str, m: dict, output: str, path: Path, ignore=frozenset()):
         """A local copy of a model holds exactly the files its manifest names, with their
         sizes (a file added to it would reach every stage that reads it)."""
         want = {
