@@ -260,12 +260,12 @@ def gc(
                     f"$STARDAG_STORE is {env}, but {spec} says store: {own}; "
                     "name the store to clean with --store"
                 )
-    st = loaded[0].store
+    target_store = loaded[0].store
     keys: set[str] = set()
     for ld in loaded:
-        keys |= reachable(ld.graph, st)
+        keys |= reachable(ld.graph, target_store)
     deleted, kept = [], 0
-    for m in list(st.artifacts()):
+    for m in list(target_store.artifacts()):
         if not isinstance(m, dict) or not isinstance(m.get("key"), str):
             continue
         if m["key"] in keys:
@@ -282,14 +282,14 @@ def gc(
             }
         )
         if not dry_run:
-            st.delete(m["key"])
+            target_store.delete(m["key"])
     if not dry_run:
-        st.clean_tmp()
-        st.fs.delete_dir_contents(f"{st.root}/quarantine", missing_dir_ok=True)
-        for key in st.partial_keys():  # shards of stages a kept spec would still run stay
+        target_store.clean_tmp()
+        target_store.fs.delete_dir_contents(f"{target_store.root}/quarantine", missing_dir_ok=True)
+        for key in target_store.partial_keys():  # shards of stages a kept spec would still run stay
             if key not in keys:
-                st.drop_partial(key)
-    return Collected(st.uri, deleted, kept, dry_run)
+                target_store.drop_partial(key)
+    return Collected(target_store.uri, deleted, kept, dry_run)
 
 
 def _same_place(a: str, b: str) -> bool:
