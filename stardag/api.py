@@ -14,12 +14,18 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .errors import SpecError, StardagError
 from .graph import Graph, compile_spec
 from .planner import PlanEntry, make_plan
 from .spec import load_spec
 from .store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .executor import RunResult
 
 
 @dataclass
@@ -46,7 +52,7 @@ def store_uri(spec_path: Path, spec_store: str | None, store: str | None) -> str
 def load(
     spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None
 ) -> Loaded:
-    loaded = load_spec(spec_path, overrides)
+    loaded = load_spec(Path(spec_path), tuple(overrides))
     sys_path = str(loaded.path.parent)
     if sys_path not in sys.path:
         sys.path.insert(0, sys_path)  # `module:Name` operator references beside the spec
@@ -89,20 +95,20 @@ def run(
     address: str | None = None,
     executor: str = "ray",
     progress: bool = True,
-):
+) -> RunResult:
     """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run."""
     from .executor import LocalRunner, RayRunner, execute
 
     ld = load(spec_path, overrides, store)
     sys_path = [str(ld.spec_dir)]
-    if executor == "local":
-        factory = LocalRunner
-    elif executor == "ray":
-
-        def factory():
-            return RayRunner(address, sys_path + [os.getcwd()])
-    else:
+    if executor not in ("local", "ray"):
         raise SpecError(f"unknown executor {executor!r} (ray or local)")
+
+    def factory() -> LocalRunner | RayRunner:
+        if executor == "local":
+            return LocalRunner()
+        return RayRunner(address, sys_path + [os.getcwd()])
+
     return execute(
         ld.graph,
         ld.store,
@@ -139,6 +145,7 @@ def artifact(
             f"stage {node_id!r} has not been computed for this spec ({entry.cause}); run it first",
             str(ld.graph.loaded.path),
         )
+    assert entry.manifest is not None  # a cached entry has its manifest
     return ld, entry.manifest
 
 
@@ -149,7 +156,7 @@ def read(
     output: str | None = None,
     overrides: Sequence[str] = (),
     store: str | None = None,
-):
+) -> pl.DataFrame | Path:
     """A stage's output: a polars DataFrame for datasets, a local Path for models."""
     import polars as pl
 
@@ -162,7 +169,7 @@ def read(
     if output not in outputs:
         raise SpecError(f"stage {stage!r} has no output {output!r}")
     if outputs[output]["kind"] == "dataset":
-        return pl.from_arrow(ld.store.read_table(manifest["key"], output))
+        return cast("pl.DataFrame", pl.from_arrow(ld.store.read_table(manifest["key"], output)))
     return ld.store.model_dir(manifest["key"], output)
 
 
@@ -188,12 +195,12 @@ def reachable(graph: Graph, store: Store) -> set[str]:
     below stays reachable."""
     from .planner import node_key
 
-    used_as: dict[tuple[str, str, str], set[str]] = {}  # (key, consumer stage, input) -> hashes
+    used_as: dict[tuple, set] = {}  # (key, consumer stage, input) -> hashes
     for m in store.artifacts():
         if not isinstance(m, dict):
             continue
-        inputs = m.get("inputs") if isinstance(m.get("inputs"), dict) else {}
-        for inp, src in inputs.items():
+        inputs = m.get("inputs")
+        for inp, src in inputs.items() if isinstance(inputs, dict) else ():
             if isinstance(src, dict) and isinstance(src.get("key"), str):
                 used_as.setdefault((src["key"], m.get("stage"), inp), set()).add(
                     src.get("content_hash")
@@ -211,9 +218,9 @@ def reachable(graph: Graph, store: Store) -> set[str]:
         for combo in itertools.islice(itertools.product(*choices), 64):
             key = node_key(node, dict(combo)).digest
             keys.add(key)
-            m = store.manifest(key)
-            if m is not None:
-                for out, meta in m["outputs"].items():
+            found = store.manifest(key)
+            if found is not None:
+                for out, meta in found["outputs"].items():
                     produced.setdefault(out, set()).add(meta["content_hash"])
                 continue
             ref = store.read_ref(graph.name, node.id)
@@ -271,7 +278,9 @@ def gc(
         if m["key"] in keys:
             kept += 1
             continue
-        files = m.get("files") if isinstance(m.get("files"), dict) else {}
+        files = m.get("files")
+        if not isinstance(files, dict):
+            files = {}
         deleted.append(
             {
                 "key": m.get("key"),

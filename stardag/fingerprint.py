@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 FORMAT_VERSION = 2  # 2: the key is a StageKey record, code keyed by definitions
 
@@ -18,7 +18,7 @@ class UnhashableParam(TypeError):
     pass
 
 
-def _refuse(value: Any):
+def _refuse(value: Any) -> NoReturn:
     raise UnhashableParam(f"value of type {type(value).__name__} cannot be hashed: {value!r:.80}")
 
 
@@ -68,7 +68,7 @@ class StageKey:
     version: str
     code: str
     params: dict[str, Any]
-    inputs: dict[str, str]
+    inputs: dict[str, str | None]  # None: not computed yet (while planning)
     libraries: dict[str, str] | None = None
     format: int = FORMAT_VERSION
 

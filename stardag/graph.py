@@ -9,6 +9,7 @@ import importlib
 import json
 import pkgutil
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,14 +52,10 @@ class Node:
     resources: DefaultResources
     where: tuple[str | None, int | None]
     deps: set[str] = field(default_factory=set)
-    key_params: dict[str, Any] | None = None  # params_json with files replaced by content hashes
+    key_params: dict[str, Any] = field(default_factory=dict)  # files as their content hashes
     input_where: dict[str, tuple] = field(default_factory=dict)  # spec key path of each input
     code: CodeIdentity | None = None  # the code its operator reaches
     libraries_in_key: bool = False
-
-    def __post_init__(self):
-        if self.key_params is None:
-            self.key_params = self.params_json
 
 
 @dataclass
@@ -376,6 +373,7 @@ def _params(loaded, name, iteration, stage, op, path) -> Params:
 def _not_json(obj: Any, at: tuple = ()) -> tuple[tuple, Any] | None:
     """The key path and value of the first value JSON has no type for (a YAML date,
     timestamp or binary), or None."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(obj, dict):
         items = obj.items()
     elif isinstance(obj, list):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -422,8 +423,10 @@ def _model_at(at: tuple) -> type[BaseModel] | None:
     if stage is not None:
         if len(inside) == 2 and inside[0] == "inputs":
             return PreviousRef
-        return {(): StageSpec, ("resources",): Resources}.get(inside)
-    return {(): Spec, ("loop",): LoopSpec}.get(at)
+        in_stage: dict[tuple, type[BaseModel]] = {(): StageSpec, ("resources",): Resources}
+        return in_stage.get(inside)
+    top: dict[tuple, type[BaseModel]] = {(): Spec, ("loop",): LoopSpec}
+    return top.get(at)
 
 
 def _apply_override(data: dict, origins: Origins, text: str):
@@ -520,7 +523,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     return loaded
 
 
-def _describe(err: dict, key_path: tuple) -> str:
+def _describe(err: Mapping[str, Any], key_path: tuple) -> str:
     # within a stage, name the field from the stage: the error already names the stage
     stage, rel = _split_stage(key_path)
     field = ".".join(rel) or ("stage" if stage else "spec")
