@@ -165,23 +165,15 @@ class S3Objects:
         except BotoCoreError as e:
             raise StoreError(f"store: cannot {action}: {e}") from None
 
-    def _put(self, path: str, data: bytes, **condition: object) -> bool:
-        """Write an object if the condition (`IfNoneMatch` or `IfMatch`) holds."""
+    def _conditional(self, action: str, request, path: str, **kw: object) -> bool:
+        """A request with a condition (`IfNoneMatch`, `IfMatch`); False if it did not hold."""
         bucket, key = self._split(path)
-        return (
-            self._call(
-                "take a lease",
-                self.client.put_object,
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                **condition,
-            )
-            is not False
-        )
+        return self._call(action, request, Bucket=bucket, Key=key, **kw) is not False
 
     def create(self, path: str, data: bytes) -> bool:
-        return self._put(path, data, IfNoneMatch="*")
+        return self._conditional(
+            "take a lease", self.client.put_object, path, Body=data, IfNoneMatch="*"
+        )
 
     def read(self, path: str) -> tuple[bytes | None, object]:
         """(the bytes, their etag), (None, None) if absent."""
@@ -192,19 +184,13 @@ class S3Objects:
         return got["Body"].read(), got["ETag"]
 
     def swap(self, path: str, version: object, data: bytes | None) -> bool:
-        bucket, key = self._split(path)
         if data is None:
-            return (
-                self._call(
-                    "release a lease",
-                    self.client.delete_object,
-                    Bucket=bucket,
-                    Key=key,
-                    IfMatch=version,
-                )
-                is not False
+            return self._conditional(
+                "release a lease", self.client.delete_object, path, IfMatch=version
             )
-        return self._put(path, data, IfMatch=version)
+        return self._conditional(
+            "take a lease", self.client.put_object, path, Body=data, IfMatch=version
+        )
 
     def honours_conditions(self, probe: str) -> bool:
         """Whether the server refuses a second create of one object (some S3-compatible
