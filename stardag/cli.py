@@ -652,12 +652,12 @@ def ls_(spec, store):
 
     if spec is None and store is None:
         raise StardagError("give a spec or --store")
-    st = Store(store if store is not None else store_uri(Path(spec).absolute(), None, None))
+    listed = Store(store if store is not None else store_uri(Path(spec).absolute(), None, None))
     if spec and store is None:
         from . import api
 
-        st = api.load(spec).store
-    rows = sorted(st.artifacts(), key=lambda m: m.get("created", 0))
+        listed = api.load(spec).store
+    rows = sorted(listed.artifacts(), key=lambda m: m.get("created", 0))
     now = time.time()
     total = 0
     for m in rows:

@@ -488,6 +488,7 @@ class NodeResult:
     key: str
     seconds: float = 0.0
     manifest: dict = field(default_factory=dict, repr=False)
+    started: float = field(default=0.0, repr=False)  # monotonic, while it runs
 
 
 @dataclass
@@ -575,7 +576,7 @@ def execute(
             nodes[node_id], store.read_ref(graph.name, node_id), hashes, node_id in force
         )
         show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
-        results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
+        results[node_id] = NodeResult(node_id, "running", key, started=time.monotonic())
         runner.submit(
             node_id,
             _payload(graph, store, nodes[node_id], key, hashes, manifests, sys_path),
@@ -631,7 +632,7 @@ def execute(
                 continue
             for node_id, out in runner.wait(timeout=POLL_S if waiting else None):
                 res = results[node_id]
-                res.seconds = time.monotonic() - res.seconds
+                res.seconds = time.monotonic() - res.started
                 if leases is not None:
                     leases.release(res.key)
                 if "error" in out:

@@ -56,6 +56,9 @@ class Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
+AnyParams = Params  # for annotations inside Operator, whose `Params` is its own class
+
+
 class _File:
     """Marks a param as a path: resolved beside the spec, and its content (not its path) is
     part of the stage's key. A FilePath names a regular file or a directory (a model's); a
@@ -102,7 +105,7 @@ def directory_params(params_model: type[BaseModel]) -> list[str]:
     ]
 
 
-def _marker(annotation, metadata=()) -> _File | None:
+def _marker(annotation: Any, metadata: Sequence[Any] = ()) -> _File | None:
     found = next((m for m in metadata if isinstance(m, _File)), None)
     if found:
         return found
@@ -214,10 +217,10 @@ class DefaultResources:
 
 
 class _NoShards:
-    def get(self, i: int):
+    def get(self, i: int) -> None:
         return None
 
-    def put(self, i: int, table):
+    def put(self, i: int, table: Any) -> None:
         pass
 
 
@@ -244,7 +247,7 @@ class Context:
         self._storage = storage  # name -> (filesystem or None, path) kept under the key
         self._last_report = 0.0
 
-    def shards(self, name: str = "part"):
+    def shards(self, name: str = "part") -> Any:
         """A log of this stage's committed shards (`get(i)` -> Arrow table or None,
         `put(i, table)`), kept in the store under the stage's key until its output is
         published: a stage killed in the middle computes, when run again, only the shards
@@ -333,7 +336,7 @@ class Context:
         """The empty directory to write the model output `name` into."""
         return self._output_dirs[name]
 
-    def progress(self, done: int, total: int | None = None, unit: str = "", **info: Any):
+    def progress(self, done: int, total: int | None = None, unit: str = "", **info: Any) -> None:
         """Report progress; printed at most every 2 s (and at the end)."""
         now = time.monotonic()
         if now - self._last_report < 2 and (total is None or done < total):
@@ -352,7 +355,7 @@ class Context:
             info=extra,
         )
 
-    def log(self, message: str):
+    def log(self, message: str) -> None:
         from .logs import say
 
         say(f"  {self.stage}: {message}")
@@ -392,7 +395,7 @@ class Operator:
         raise NotImplementedError
 
     @classmethod
-    def parallel_workers(cls, params: Params) -> int:
+    def parallel_workers(cls, params: AnyParams) -> int:
         """How many data-parallel workers (`ctx.map`, `ctx.train`) a run with these params
         starts, each holding the stage's resources. Above 1, the stage's own task asks for
         no CPU or GPU: it only orchestrates."""

@@ -3,17 +3,17 @@ validated by frozen pydantic models; every error names the file, the line and th
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 
 Origins = dict  # a key path into the spec, e.g. ("stages", "train", "params", "lr") -> (file, line)
 
@@ -443,8 +443,10 @@ def _model_at(at: tuple) -> type[BaseModel] | None:
     if stage is not None:
         if len(inside) == 2 and inside[0] == "inputs":
             return PreviousRef
-        return {(): StageSpec, ("resources",): Resources}.get(inside)
-    return {(): Spec, ("loop",): LoopSpec}.get(at)
+        in_stage: dict[tuple, type[BaseModel]] = {(): StageSpec, ("resources",): Resources}
+        return in_stage.get(inside)
+    top: dict[tuple, type[BaseModel]] = {(): Spec, ("loop",): LoopSpec}
+    return top.get(at)
 
 
 def _apply_override(data: dict, origins: Origins, text: str):
@@ -464,8 +466,7 @@ def _apply_override(data: dict, origins: Origins, text: str):
                 origins[parts[: depth + 1]] = ("--set " + text, None)
             else:
                 known = set(node) | set(model.model_fields if model else ())
-                close = difflib.get_close_matches(part, sorted(known), n=3)
-                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                hint = did_you_mean(part, known)
                 raise SpecError(
                     f"no key {'.'.join(parts[: depth + 1])!r} in the spec{hint}", "--set " + text
                 )
@@ -497,9 +498,7 @@ def _key_paths(value: Any, at: tuple = ()) -> list[tuple]:
 
 
 def _unknown(kind: str, name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {kind} {name!r}{hint}"
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)}"
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -560,7 +559,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     return loaded
 
 
-def _describe(err: dict, key_path: tuple) -> str:
+def _describe(err: Mapping[str, Any], key_path: tuple) -> str:
     # within a stage, name the field from the stage: the error already names the stage
     stage, rel = _split_stage(key_path)
     field = ".".join(rel) or ("stage" if stage else "spec")

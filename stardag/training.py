@@ -224,13 +224,15 @@ def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output:
         ),
     )
     result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("distributed training ended without a checkpoint")
     with result.checkpoint.as_directory() as ckpt:
         for f in Path(ckpt).iterdir():
             if f.is_file():
                 shutil.copy2(f, output / f.name)
     if not storage:
         shutil.rmtree(path, ignore_errors=True)
-    return {k: v for k, v in dict(result.metrics).items() if not k.startswith("_")}
+    return {k: v for k, v in dict(result.metrics or {}).items() if not k.startswith("_")}
 
 
 def _cuda() -> bool:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support import bench
 
 import stardag
 from stardag.cli import main
@@ -11,18 +12,7 @@ from stardag.cli import main
 pytestmark = pytest.mark.ray
 
 PIPELINES = Path(__file__).parent.parent / "pipelines"
-SMALL = [
-    "stages.problems.params.digits=[1, 2]",
-    "stages.problems.params.train_per_digit=8",
-    "stages.problems.params.heldout_per_digit=8",
-    "stages.base.params.steps=400",
-    "stages.base.params.n_layer=1",
-    "stages.base.params.n_embd=64",
-    "stages.base.params.corpus_size=5000",
-    "stages.base.params.mix={1: 0.5, 2: 0.5}",
-    "loop.iterations=2",
-    "loop.stages.train.params.steps=4",
-]
+SMALL = bench("invalidation").SMALL
 
 
 def test_the_default_pipeline_runs_reports_and_caches_and_its_variant_reuses_it(tmp_path):
