@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -25,7 +25,10 @@ from .store import Store
 if TYPE_CHECKING:
     import polars as pl
 
-    from .executor import RunResult
+    from .executor import LocalRunner, RayRunner, RunResult
+    from .spec import LoadedSpec
+
+    Runner = LocalRunner | RayRunner
 
 
 @dataclass
@@ -53,7 +56,7 @@ def load(
     spec_path: str | os.PathLike,
     overrides: Sequence[str] = (),
     store: str | None = None,
-    loaded=None,
+    loaded: LoadedSpec | None = None,
 ) -> Loaded:
     """The spec compiled, and its store; `loaded` is the spec already read (load_spec of
     the same path and overrides), not read again."""
@@ -101,8 +104,8 @@ def run(
     executor: str = "ray",
     progress: bool = True,
     verbose: bool | None = None,
-    runners=None,
-    loaded=None,
+    runners: Callable[[], Runner] | None = None,
+    loaded: LoadedSpec | None = None,
 ) -> RunResult:
     """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run.
     With `verbose` False, Ray's and the libraries' output goes to a log file under the
@@ -113,13 +116,14 @@ def run(
 
     ld = load(spec_path, overrides, store, loaded)
     sys_path = [str(ld.spec_dir)]
+    factory: Callable[[], Runner]
     if runners is not None:
         factory = runners
     elif executor == "local":
         factory = LocalRunner
     elif executor == "ray":
 
-        def factory():
+        def factory() -> Runner:
             return RayRunner(address, sys_path + [os.getcwd()])
     else:
         raise SpecError(f"unknown executor {executor!r} (ray or local)")

@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
@@ -321,7 +322,7 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
                 click.echo(f"  {p.relative_to(value)}  {p.stat().st_size:,} bytes")
         return
     if to_file:
-        writers = {
+        writers: dict[str, Callable[[str], object]] = {
             ".parquet": value.write_parquet,
             ".csv": value.write_csv,
             ".jsonl": value.write_ndjson,

@@ -6,7 +6,7 @@ took when they were computed (from their manifests), and which stages the varian
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def collect_variant(v: Variant, store: str | None = None) -> dict:
     for e in plan:
         if e.status == "cached":
             i = ld.graph.nodes[e.node].iteration or 0
-            took = (e.manifest.get("timings") or {}).get("seconds") or 0.0
+            took = ((e.manifest or {}).get("timings") or {}).get("seconds") or 0.0
             seconds[i] = seconds.get(i, 0.0) + took
     for entry in rep["iterations"]:
         entry["seconds"] = round(seconds.get(entry["iteration"], 0.0), 1)
@@ -89,7 +89,7 @@ def collect(
     variant]}}: in `stages`, variants with the same letter have the same key for that node
     (one artifact, computed once); "-" where the variant's key is not known yet, "." where
     the variant has no such node."""
-    out = []
+    out: list[dict] = []
     for v in variants(specs, overrides, sweeps):
         with sweep.from_sweep(v.overrides[len(overrides) :]):
             out.append(collect_variant(v, store))
@@ -98,8 +98,8 @@ def collect(
     for node in nodes:
         letters: dict[str, str] = {}
         row = []
-        for v in out:
-            key = v["keys"].get(node, ".")
+        for got in out:
+            key = got["keys"].get(node, ".")
             if key in (None, "."):
                 row.append(key or "-")
                 continue
@@ -160,7 +160,7 @@ def table(data: dict, where: str = "all") -> str:
     merged = _merged(data)
     lines = pivot(data, where)
     if merged["iterations"]:
-        cols = (
+        cols: list[tuple[str, Callable[[dict], str]]] = (
             [("iter", lambda e: str(e["iteration"])), ("variant", lambda e: e["variant"])]
             + report.columns(merged)
             + [("time", lambda e: _secs(e["seconds"]))]

@@ -178,7 +178,7 @@ class Metric:
     whole: bool = False
     percent: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.show not in ("score", "share", "source"):
             raise ValueError(f"Metric {self.label!r}: show is score, share or source")
 

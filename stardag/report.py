@@ -7,6 +7,7 @@ kind by name. Every score comes with its n and a 95% Wilson score interval."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def metrics_port(node) -> str | None:
 
 
 def metrics_stages(ld: Loaded) -> tuple[str | None, str | None]:
-    top, loop = [], []
+    top: list[str] = []
+    loop: list[str] = []
     for node in ld.graph.nodes.values():
         if metrics_port(node):
             (loop if node.iteration else top).append(node.stage)
@@ -222,11 +224,11 @@ def score_text(v, ci, n=None, percent=True):
     return f"{share_text(v, percent)} ({inside})"
 
 
-def columns(report: dict) -> list[tuple[str, object]]:
+def columns(report: dict) -> list[tuple[str, Callable[..., str]]]:
     """The table's columns: (header, entry -> cell), as the metrics declare them."""
     its = report["iterations"]
     top = next((e["headline"] for e in its if e.get("headline")), None)
-    cols: list[tuple[str, object]] = []
+    cols: list[tuple[str, Callable[..., str]]] = []
     for kind, m in _kinds(report).items():
         short = m.short or m.label
         if kind == top:
@@ -296,7 +298,9 @@ def notes(report: dict) -> list[str]:
 
 
 def table(report: dict) -> str:
-    cols = [("iter", lambda e: str(e["iteration"]))] + columns(report)
+    cols: list[tuple[str, Callable[[dict], str]]] = [
+        ("iter", lambda e: str(e["iteration"]))
+    ] + columns(report)
     rows = [[h for h, _ in cols]] + [[cell(e) for _, cell in cols] for e in report["iterations"]]
     widths = [max(len(r[c]) for r in rows) for c in range(len(cols))]
     lines = ["  ".join(f"{c:>{w}}" for c, w in zip(r, widths)) for r in rows]

@@ -19,7 +19,10 @@ _CLOSE = {"[": "]", "{": "}", "(": ")"}
 def split_values(text: str) -> list[str]:
     """`1e-3,2e-3` -> ["1e-3", "2e-3"]; commas inside brackets or quotes do not split:
     `{1: 0.5, 2: 0.5},{1: 1.0}` is two values."""
-    values, depth, quote, current = [], [], None, []
+    values: list[str] = []
+    depth: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
     for c in text:
         if quote:
             quote = None if c == quote else quote

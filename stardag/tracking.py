@@ -103,7 +103,7 @@ def collect(ld, result, overrides: Sequence[str], label: str | None = None) -> T
         if e.status == "cached":
             i = ld.graph.nodes[e.node].iteration or 0
             seconds[i] = seconds.get(i, 0.0) + (
-                (e.manifest.get("timings") or {}).get("seconds") or 0
+                ((e.manifest or {}).get("timings") or {}).get("seconds") or 0
             )
     cached = {e.node: e.manifest for e in plan if e.status == "cached"}
     for i, n in _metric_nodes(ld):
