@@ -1,8 +1,13 @@
-"""Runs the arithmetic STaR pipeline and its three variants (no rationalization, and both with
-the step-checking verifier) into one store, and writes their reports side by side:
-docs/results-arithmetic.md's tables come from here, docs/star-arithmetic.png is its plot.
+"""Runs the arithmetic STaR pipeline and its variants into one store, then compares them with
+`stardag compare`: docs/results-arithmetic.md's four-variant table and docs/star-arithmetic.png
+come from here. The same by hand:
 
-    python bench/arith_results.py [--store DIR] [--set K=V]... [--out docs/arith-results.json]
+    stardag run pipelines/star.yaml   # ... and each variant
+    stardag compare pipelines/star.yaml pipelines/star_no_rationalization.yaml \\
+        pipelines/star_steps.yaml pipelines/star_no_rationalization_steps.yaml --slice 5
+
+    python bench/arith_results.py [SPEC...] [--store DIR] [--set K=V]... [--slice 5]
+        [--out docs/arith-results.json] [--plot docs/star-arithmetic.png]
 
 The variants share every upstream artifact with the default pipeline (problems, the
 pretrained base model, prompts, the base evaluation), so only their loops are computed.
@@ -21,81 +26,42 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SPECS = {
-    "rationalization, answer verifier (default)": "star.yaml",
-    "no rationalization, answer verifier": "star_no_rationalization.yaml",
-    "rationalization, step verifier": "star_steps.yaml",
-    "no rationalization, step verifier": "star_no_rationalization_steps.yaml",
-}
+SPECS = [
+    "pipelines/star.yaml",
+    "pipelines/star_no_rationalization.yaml",
+    "pipelines/star_steps.yaml",
+    "pipelines/star_no_rationalization_steps.yaml",
+]
 
 
 def main():
     import stardag
-    from stardag import report
+    from stardag import compare
 
     ap = argparse.ArgumentParser()
+    ap.add_argument("specs", nargs="*", default=[str(ROOT / s) for s in SPECS])
     ap.add_argument("--store", default=str(ROOT / "pipelines" / ".stardag"))
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--slice", default="5", help="the slice the first table shows")
     ap.add_argument("--out", default=str(ROOT / "docs" / "arith-results.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "star-arithmetic.png"))
     args = ap.parse_args()
-    results = {
-        "machine": f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "overrides": args.overrides,
-        "runs": {},
-    }
-    for label, spec in SPECS.items():
-        path = ROOT / "pipelines" / spec
+    runs = {}
+    for spec in args.specs:
         t0 = time.perf_counter()
-        run = stardag.run(path, overrides=args.overrides, store=args.store)
+        run = stardag.run(spec, overrides=args.overrides, store=args.store)
         wall = time.perf_counter() - t0
-        data = report.collect(path, args.overrides, args.store)
-        results["runs"][label] = {
-            "spec": f"pipelines/{spec}",
-            "wall_s": round(wall, 1),
-            "computed": len(run.computed()),
-            "cached": len(run.cached()),
-            "iterations": data["iterations"],
-        }
-        print(
-            f"== {label}: {wall:.0f}s, {len(run.computed())} computed, {len(run.cached())} cached"
-        )
-        print(report.table(data))
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    plot(results, Path(args.plot))
-
-
-def plot(results: dict, path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = results["runs"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.8), dpi=110, sharey=True)
-    for ax, (label, run) in zip(axes, runs.items()):
-        its = run["iterations"]
-        xs = [e["iteration"] for e in its]
-        slices = sorted({s for e in its for s in e["by_slice"]}, key=lambda s: (len(s), s))
-        for s in slices:
-            ax.plot(
-                xs,
-                [100 * e["by_slice"].get(s, float("nan")) for e in its],
-                marker="o",
-                label=f"{s} digits",
-            )
-        ax.plot(
-            xs, [100 * e["accuracy"] for e in its], color="black", lw=2.5, marker="s", label="all"
-        )
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("iteration")
-        ax.set_xticks(xs)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("held-out accuracy (%)")
-    axes[-1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
+        runs[spec] = {"wall_s": round(wall, 1), "computed": len(run.computed())}
+        print(f"== {spec}: {wall:.0f}s, {len(run.computed())} computed, {len(run.cached())} cached")
+    data = compare.collect(args.specs, args.overrides, store=args.store)
+    print(compare.table(data, args.slice))
+    data["machine"] = (
+        f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
+        f"Python {platform.python_version()}"
+    )
+    data["runs"] = runs
+    Path(args.out).write_text(json.dumps(data, indent=1))
+    compare.plot(data, Path(args.plot))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_pipeline_e2e import SMALL  # noqa: E402
+from invalidation import SMALL  # noqa: E402
+from kill_loop import run_command  # noqa: E402
 from test_resume import SPEC as SAMPLE_SPEC  # noqa: E402
 
 ENV = {
@@ -44,10 +45,8 @@ ENV = {
 }
 
 
-def stardag(*args, store, overrides=(), check=True) -> float:
-    cmd = [sys.executable, "-m", "stardag.cli", "run", *map(str, args), "--store", str(store), "-q"]
-    for o in overrides:
-        cmd += ["--set", o]
+def stardag(spec, *options, store, overrides=(), check=True) -> float:
+    cmd = run_command(spec, store, overrides, *options)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     if check and proc.returncode:
@@ -135,19 +134,7 @@ def kills(work: Path, n: int, seed: int) -> dict:
     for _ in range(n):
         before = len(shard_files(store))
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stardag.cli",
-                "run",
-                str(spec),
-                "--store",
-                str(store),
-                "--executor",
-                "local",
-                "-q",
-                *[a for o in KILL_SIZE for a in ("--set", o)],
-            ],
+            run_command(spec, store, KILL_SIZE, "--executor", "local"),
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -5,7 +5,9 @@
 2. the engine's cost per re-run stage: a change half-way down the chain re-runs 25 stages;
    (partial - cached) / 25, in-process (`--executor local`) and on Ray (the Ray start and
    stop, measured alone, subtracted);
-3. content-hash throughput over a 1 GB Arrow table (ints, floats, strings).
+3. content-hash throughput over a 1 GB Arrow table (ints, floats, strings);
+4. a cached `stardag compare` of two variants (a loop of 4 iterations with a metrics table
+   per iteration, about the shape of the default pipeline's), as a whole process.
 
     python bench/engine.py [--repeat 5] [--json out.json]
 """
@@ -35,10 +37,43 @@ def chain_spec(path: Path):
     path.write_text("\n".join(lines) + "\n")
 
 
+VARIANTS = """name: variants
+stages:
+  s0: {op: trivial_ops:Source}
+  score: {op: trivial_ops:Score, inputs: {table: s0}}
+loop:
+  iterations: 4
+  stages:
+    s1: {op: trivial_ops:Inc, inputs: {table: {previous: s3, initial: s0}}}
+    s2: {op: trivial_ops:Inc, inputs: {table: s1}}
+    s3: {op: trivial_ops:Inc, inputs: {table: s2}}
+    evaluate: {op: trivial_ops:Score, inputs: {table: s3}}
+"""
+
+
+def compare_specs(work: Path) -> list[str]:
+    (work / "a.yaml").write_text(VARIANTS)
+    (work / "b.yaml").write_text(
+        "extends: a.yaml\nname: variants-b\nloop: {stages: {s2: {params: {add: 2}}}}\n"
+    )
+    return [str(work / "a.yaml"), str(work / "b.yaml")]
+
+
 def wall(cmd: list[str], env=None) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+def cpu(cmd: list[str], env=None) -> float:
+    """CPU seconds (user + system) of the command: on a busy machine, what it would take
+    alone, where its wall time also holds the waits for a core."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def median(f, repeat):
@@ -102,6 +137,16 @@ def main():
         results[f"partial_{executor}_warm_s"] = r["partial"]
         results[f"cached_{executor}_warm_s"] = r["cached"]
         results[f"per_stage_{executor}_ms"] = 1000 * (r["partial"] - r["cached"]) / rerun
+
+    specs = compare_specs(work)
+    for one in specs:
+        subprocess.run(exe + ["run", one, "--executor", "local", "-q"], check=True, env=env)
+    results["cached_compare_2_s"] = median(
+        lambda: wall(exe + ["compare", *specs], env), args.repeat
+    )
+    results["cached_compare_2_cpu_s"] = median(
+        lambda: cpu(exe + ["compare", *specs], env), args.repeat
+    )
 
     results.update(hash_throughput(args.hash_gb))
     shutil.rmtree(work, ignore_errors=True)

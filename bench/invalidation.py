@@ -36,19 +36,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "pipelines" / "star.yaml"
-# the CI size of the default pipeline (tests/test_kill_loop.py)
-CI = [
+# The default pipeline at sizes CI affords: SMALL end to end on Ray
+# (tests/test_pipeline_e2e.py, bench/cluster.py); CI with the trainer in-process and fewer
+# base steps (tests/test_kill_loop.py and this edit matrix).
+SMALL = [
     "stages.problems.params.digits=[1, 2]",
     "stages.problems.params.train_per_digit=8",
     "stages.problems.params.heldout_per_digit=8",
-    "stages.base.params.steps=200",
-    "stages.base.params.checkpoint_every=50",
+    "stages.base.params.steps=400",
     "stages.base.params.n_layer=1",
     "stages.base.params.n_embd=64",
     "stages.base.params.corpus_size=5000",
     "stages.base.params.mix={1: 0.5, 2: 0.5}",
     "loop.iterations=2",
     "loop.stages.train.params.steps=4",
+]
+CI = [
+    *SMALL,
+    "stages.base.params.steps=200",
+    "stages.base.params.checkpoint_every=50",
     "loop.stages.train.params.trainer=torch",
 ]
 

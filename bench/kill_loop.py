@@ -27,22 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_cmd(spec, store, overrides, executor):
-    cmd = [
-        sys.executable,
-        "-m",
-        "stardag.cli",
-        "run",
-        str(spec),
-        "--store",
-        str(store),
-        "-q",
-        "--executor",
-        executor,
-    ]
-    for o in overrides:
-        cmd += ["--set", o]
-    return cmd
+def run_command(spec, store, overrides=(), *options) -> list[str]:
+    """`stardag run` of a spec into a store, quiet, with other options and `--set` overrides."""
+    sets = [a for o in overrides for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "stardag.cli", "run", str(spec), "--store", str(store), "-q"]
+    return [*cmd, *map(str, options), *sets]
 
 
 def _env():
@@ -117,7 +106,7 @@ def kill_loop(
     env = _env()
     t0 = time.perf_counter()
     ref = subprocess.run(
-        _run_cmd(spec, work / "reference", overrides, executor),
+        run_command(spec, work / "reference", overrides, "--executor", executor),
         env=env,
         capture_output=True,
         text=True,
@@ -150,7 +139,7 @@ def kill_loop(
         delay = rng.choice((0.0, rng.uniform(0, 0.05), rng.uniform(0, 0.05), rng.uniform(0, 0.5)))
         before = store_events(store)
         proc = subprocess.Popen(
-            _run_cmd(spec, store, overrides, executor),
+            run_command(spec, store, overrides, "--executor", executor),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -192,7 +181,10 @@ def kill_loop(
             differ += _differ(expected, outputs(spec, store, overrides), store.name)
             stores.append(work / f"killed-{len(stores)}")
     final = subprocess.run(
-        _run_cmd(spec, stores[-1], overrides, executor), env=env, capture_output=True, text=True
+        run_command(spec, stores[-1], overrides, "--executor", executor),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if final.returncode:
         raise RuntimeError(f"the resumed run failed:\n{final.stderr[-3000:]}")

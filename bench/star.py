@@ -40,7 +40,11 @@ def bench_pipeline(spec: Path, overrides: list[str], store: str, from_record: bo
 
     ld = stardag.load(spec, overrides, store)
     if from_record:
-        records = ld.store.runs(ld.graph.name)
+        records = [  # a fully cached run is recorded too: take the last that computed
+            r
+            for r in ld.store.runs(ld.graph.name)
+            if any(n["status"] == "computed" for n in r["nodes"].values())
+        ]
         if not records:
             raise SystemExit(f"no run record of {ld.graph.name} in {store}")
         record = records[-1]

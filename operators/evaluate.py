@@ -7,14 +7,25 @@ naming the file or split, as the problem source wrote it)."""
 
 from __future__ import annotations
 
-from stardag.operator import Dataset, DefaultResources, Model, Operator
+from stardag.operator import Dataset, DefaultResources, Metric, Metrics, Model, Operator
 
 from .dedupe import EXAMPLES
 from .fewshot_prompt import PROMPTS
 from .sample import SampleParams, sample_table, workers_of
 from .verify import VERIFIED, VerifyParams, verify_table
 
-METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
+SOURCES = {"generation": "gen", "rationalization": "rat"}
+# how `stardag report` and `compare` show each kind of row
+REPORT = Metrics(
+    kinds={
+        "accuracy": Metric("accuracy", show="score", short="acc"),
+        "truncated": Metric("truncated", whole=True),
+        "train_used": Metric("used", slices=SOURCES),
+        "faithful": Metric("faithful", slices=SOURCES),
+        "heldout": Metric("held-out problems", show="source"),
+    },
+    axis="held-out accuracy",
+)
 
 
 class Evaluate(Operator):
@@ -25,7 +36,7 @@ class Evaluate(Operator):
         "examples": Dataset(EXAMPLES, optional=True),
         "train": Dataset({"id": "string"}, optional=True),
     }
-    outputs = {"metrics": Dataset(METRICS), "predictions": Dataset(VERIFIED, passthrough="heldout")}
+    outputs = {"metrics": REPORT, "predictions": Dataset(VERIFIED, passthrough="heldout")}
     resources = DefaultResources(cpus=1)
 
     class Params(SampleParams, VerifyParams):

@@ -14,7 +14,8 @@ from pydantic import Field, field_validator, model_validator
 
 from stardag.operator import Dataset, InputError, Model, Operator, Params, RegularFile
 
-PROBLEMS = {"id": "string", "question": "string", "answer": "string"}
+from .arithmetic import PROBLEMS
+
 PROMPTS = {**PROBLEMS, "prompt": "string", "hint_prompt": "string"}
 
 

@@ -1,4 +1,4 @@
-"""stardag: declarative STaR pipelines on Ray over a content-addressed artifact store."""
+"""stardag: declarative dataflow pipelines on Ray over a content-addressed artifact store."""
 
 __version__ = "0.1.0"
 __all__ = ["run", "plan", "read", "load"]

@@ -11,15 +11,24 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .errors import SpecError, StardagError
 from .graph import Graph, compile_spec
 from .planner import PlanEntry, make_plan
 from .spec import load_spec
 from .store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .executor import LocalRunner, RayRunner, RunResult
+    from .spec import LoadedSpec
+
+    Runner = LocalRunner | RayRunner
 
 
 @dataclass
@@ -44,9 +53,14 @@ def store_uri(spec_path: Path, spec_store: str | None, store: str | None) -> str
 
 
 def load(
-    spec_path: str | os.PathLike, overrides: Sequence[str] = (), store: str | None = None
+    spec_path: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    store: str | None = None,
+    loaded: LoadedSpec | None = None,
 ) -> Loaded:
-    loaded = load_spec(spec_path, overrides)
+    """The spec compiled, and its store; `loaded` is the spec already read (load_spec of
+    the same path and overrides), not read again."""
+    loaded = loaded or load_spec(Path(spec_path), tuple(overrides))
     sys_path = str(loaded.path.parent)
     if sys_path not in sys.path:
         sys.path.insert(0, sys_path)  # `module:Name` operator references beside the spec
@@ -89,29 +103,56 @@ def run(
     address: str | None = None,
     executor: str = "ray",
     progress: bool = True,
-):
-    """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run."""
+    verbose: bool | None = None,
+    runners: Callable[[], Runner] | None = None,
+    loaded: LoadedSpec | None = None,
+) -> RunResult:
+    """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run.
+    With `verbose` False, Ray's and the libraries' output goes to a log file under the
+    store's runs/ (True: to the terminal, as with None, but no ANSI codes in a file).
+    `runners` (a runner factory) lets several runs share one runner: a sweep's points;
+    `loaded`: the spec already read (see `load`)."""
     from .executor import LocalRunner, RayRunner, execute
 
-    ld = load(spec_path, overrides, store)
+    ld = load(spec_path, overrides, store, loaded)
     sys_path = [str(ld.spec_dir)]
-    if executor == "local":
+    factory: Callable[[], Runner]
+    if runners is not None:
+        factory = runners
+    elif executor == "local":
         factory = LocalRunner
     elif executor == "ray":
 
-        def factory():
+        def factory() -> Runner:
             return RayRunner(address, sys_path + [os.getcwd()])
     else:
         raise SpecError(f"unknown executor {executor!r} (ray or local)")
-    return execute(
-        ld.graph,
-        ld.store,
-        _selection(ld.graph, until),
-        _forced(ld.graph, force),
-        factory,
-        sys_path,
-        progress,
-    )
+    import contextlib
+
+    from . import logs
+
+    output = contextlib.nullcontext() if verbose is None else logs.capture(run_log(ld), verbose)
+    with output:
+        return execute(
+            ld.graph,
+            ld.store,
+            _selection(ld.graph, until),
+            _forced(ld.graph, force),
+            factory,
+            sys_path,
+            progress,
+        )
+
+
+def run_log(ld: Loaded) -> Path:
+    """Where a run's log goes: beside its record under runs/, or (a remote store) here."""
+    import tempfile
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{os.getpid()}.log"
+    if ld.store.local is not None:
+        return ld.store.local / "runs" / ld.graph.name / stamp
+    return Path(tempfile.gettempdir()) / f"stardag-{ld.graph.name}-{stamp}"
 
 
 def artifact(
@@ -139,6 +180,7 @@ def artifact(
             f"stage {node_id!r} has not been computed for this spec ({entry.cause}); run it first",
             str(ld.graph.loaded.path),
         )
+    assert entry.manifest is not None  # a cached entry has its manifest
     return ld, entry.manifest
 
 
@@ -149,7 +191,7 @@ def read(
     output: str | None = None,
     overrides: Sequence[str] = (),
     store: str | None = None,
-):
+) -> pl.DataFrame | Path:
     """A stage's output: a polars DataFrame for datasets, a local Path for models."""
     import polars as pl
 
@@ -162,7 +204,7 @@ def read(
     if output not in outputs:
         raise SpecError(f"stage {stage!r} has no output {output!r}")
     if outputs[output]["kind"] == "dataset":
-        return pl.from_arrow(ld.store.read_table(manifest["key"], output))
+        return cast("pl.DataFrame", pl.from_arrow(ld.store.read_table(manifest["key"], output)))
     return ld.store.model_dir(manifest["key"], output)
 
 
@@ -188,12 +230,12 @@ def reachable(graph: Graph, store: Store) -> set[str]:
     below stays reachable."""
     from .planner import node_key
 
-    used_as: dict[tuple[str, str, str], set[str]] = {}  # (key, consumer stage, input) -> hashes
+    used_as: dict[tuple, set] = {}  # (key, consumer stage, input) -> hashes
     for m in store.artifacts():
         if not isinstance(m, dict):
             continue
-        inputs = m.get("inputs") if isinstance(m.get("inputs"), dict) else {}
-        for inp, src in inputs.items():
+        inputs = m.get("inputs")
+        for inp, src in inputs.items() if isinstance(inputs, dict) else ():
             if isinstance(src, dict) and isinstance(src.get("key"), str):
                 used_as.setdefault((src["key"], m.get("stage"), inp), set()).add(
                     src.get("content_hash")
@@ -211,9 +253,9 @@ def reachable(graph: Graph, store: Store) -> set[str]:
         for combo in itertools.islice(itertools.product(*choices), 64):
             key = node_key(node, dict(combo)).digest
             keys.add(key)
-            m = store.manifest(key)
-            if m is not None:
-                for out, meta in m["outputs"].items():
+            found = store.manifest(key)
+            if found is not None:
+                for out, meta in found["outputs"].items():
                     produced.setdefault(out, set()).add(meta["content_hash"])
                 continue
             ref = store.read_ref(graph.name, node.id)
@@ -260,18 +302,20 @@ def gc(
                     f"$STARDAG_STORE is {env}, but {spec} says store: {own}; "
                     "name the store to clean with --store"
                 )
-    st = loaded[0].store
+    target_store = loaded[0].store
     keys: set[str] = set()
     for ld in loaded:
-        keys |= reachable(ld.graph, st)
+        keys |= reachable(ld.graph, target_store)
     deleted, kept = [], 0
-    for m in list(st.artifacts()):
+    for m in list(target_store.artifacts()):
         if not isinstance(m, dict) or not isinstance(m.get("key"), str):
             continue
         if m["key"] in keys:
             kept += 1
             continue
-        files = m.get("files") if isinstance(m.get("files"), dict) else {}
+        files = m.get("files")
+        if not isinstance(files, dict):
+            files = {}
         deleted.append(
             {
                 "key": m.get("key"),
@@ -282,14 +326,14 @@ def gc(
             }
         )
         if not dry_run:
-            st.delete(m["key"])
+            target_store.delete(m["key"])
     if not dry_run:
-        st.clean_tmp()
-        st.fs.delete_dir_contents(f"{st.root}/quarantine", missing_dir_ok=True)
-        for key in st.partial_keys():  # shards of stages a kept spec would still run stay
+        target_store.clean_tmp()
+        target_store.fs.delete_dir_contents(f"{target_store.root}/quarantine", missing_dir_ok=True)
+        for key in target_store.partial_keys():  # shards of stages a kept spec would still run stay
             if key not in keys:
-                st.drop_partial(key)
-    return Collected(st.uri, deleted, kept, dry_run)
+                target_store.drop_partial(key)
+    return Collected(target_store.uri, deleted, kept, dry_run)
 
 
 def _same_place(a: str, b: str) -> bool:

@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
@@ -25,6 +26,16 @@ SET = click.option(
     help="Override a spec key, e.g. --set loop.iterations=2 (repeatable).",
 )
 SPEC = click.argument("spec", type=click.Path(dir_okay=False))
+
+
+SWEEP = click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Run (or compare) each value of KEY; several --sweep give the grid. Commas inside "
+    "[...], {...} or quotes do not split: --sweep 'stages.base.params.mix={1: 1.0},{1: 0.5}'.",
+)
 
 
 def _set_timeout(ctx, param, value):
@@ -68,7 +79,7 @@ def _errors(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stardag")
 def main():
-    """stardag: declarative STaR pipelines on Ray, cached stage by stage.
+    """stardag: declarative dataflow pipelines on Ray, cached stage by stage.
 
     \b
     Example:
@@ -100,23 +111,116 @@ def main():
     help="`local` runs stages one by one in this process, without Ray.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print Ray's, Ray Train's and the libraries' output too (by default it goes to a "
+    "log file under the store's runs/).",
+)
+@SWEEP
+@click.option(
+    "--track",
+    "tracks",
+    multiple=True,
+    metavar="TRACKER",
+    help="Log the run to an experiment tracker: mlflow (pip install 'stardag[mlflow]'; "
+    "a SQLite store in mlruns/ beside the spec unless the spec's `tracking:` or "
+    "$MLFLOW_TRACKING_URI says otherwise), or module:Class.",
+)
 @TIMEOUT
 @_errors
-def run(spec, overrides, force, until, store, address, executor, quiet):
-    """Run a pipeline: compute what is not cached, reuse the rest.
+def run(spec, overrides, force, until, store, address, executor, quiet, verbose, sweeps, tracks):
+    """Run a pipeline: compute what is not cached, reuse the rest. With --sweep (or a
+    `sweep:` block in the spec), run every point of the grid: the points share every stage
+    they have in common (same key), computed once.
 
     \b
     Example:
       stardag run pipelines/star.yaml --set loop.iterations=2 --force train@2
+      stardag run pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
+      stardag run pipelines/star.yaml --sweep loop.iterations=2,4 \\
+          --sweep stages.problems.params.seed=0,1          # a 2 x 2 grid
+      stardag run pipelines/star.yaml --track mlflow   # then: mlflow ui \\
+          --backend-store-uri sqlite:///pipelines/mlruns/mlflow.db
     """
     from . import api
+    from .humanize import seconds
+    from .spec import load_spec
 
+    loaded = load_spec(spec, overrides)
+    declared = loaded.spec
+    if tracks or declared.tracking:
+        _trackers(spec, declared.tracking, tracks)  # a bad tracker fails before the run
+    if sweeps or declared.sweep:
+        _run_sweep(
+            spec, overrides, sweeps, store, force, until, address, executor, quiet, verbose, tracks
+        )
+        return
     t0 = time.monotonic()
-    result = api.run(spec, overrides, store, force, until, address, executor, not quiet)
+    result = api.run(
+        spec, overrides, store, force, until, address, executor, not quiet, verbose, loaded=loaded
+    )
     computed = result.computed()
     click.echo(
         f"{result.spec}: {len(result.nodes)} stages, {len(computed)} computed, "
-        f"{len(result.nodes) - len(computed)} cached, {time.monotonic() - t0:.1f}s",
+        f"{len(result.nodes) - len(computed)} cached, {seconds(time.monotonic() - t0)}",
+        err=True,
+    )
+    if tracks or declared.tracking:
+        _track(spec, overrides, store, result, declared.tracking, tracks)
+
+
+def _trackers(spec, block, names):
+    from pathlib import Path
+
+    from . import tracking
+
+    return tracking.trackers(block, names, Path(spec).absolute().parent)
+
+
+def _track(spec, overrides, store, result, block, names, label=None):
+    """Log a finished run to its trackers, from what the store holds."""
+    from . import api, tracking
+
+    ld = api.load(spec, overrides, store)
+    run = tracking.collect(ld, result, overrides, label)
+    for tracker in _trackers(spec, block, names):
+        click.echo(tracker.log(run), err=True)
+
+
+def _run_sweep(
+    spec, overrides, sweeps, store, force, until, address, executor, quiet, verbose, tracks
+):
+    import shlex
+
+    from . import humanize, sweep
+    from .spec import load_spec
+
+    t0 = time.monotonic()
+    block = load_spec(spec, overrides).spec.tracking
+
+    def ended(point, result, seconds):
+        if tracks or block:
+            _track(spec, [*overrides, *point], store, result, block, tracks, sweep.label(point))
+        computed = result.computed()
+        click.echo(
+            f"{result.spec} [{sweep.label(point)}]: {len(result.nodes)} stages, "
+            f"{len(computed)} computed, {len(result.nodes) - len(computed)} cached, "
+            f"{humanize.seconds(seconds)}",
+            err=True,
+        )
+
+    results = sweep.run(
+        spec, overrides, sweeps, store, force, until, address, executor, not quiet, ended, verbose
+    )
+    computed = sum(len(r.computed()) for _, r in results)
+    again = "".join(f" --sweep {shlex.quote(s)}" for s in sweeps) + "".join(
+        f" --set {shlex.quote(o)}" for o in overrides
+    )
+    click.echo(
+        f"sweep: {len(results)} points, {computed} stages computed in all, "
+        f"{humanize.seconds(time.monotonic() - t0)}; compare them: stardag compare {spec}{again}",
         err=True,
     )
 
@@ -203,6 +307,14 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
     from . import api
 
     value = api.read(spec, stage, iteration, output, overrides, store)
+    if isinstance(value, Path) and to_file:
+        from .errors import SpecError
+
+        raise SpecError(
+            f"stage {stage!r} is a model; write it out with "
+            f"`stardag export {spec} {stage} --to DIR` (a Hugging Face directory)",
+            f"--to {to_file}",
+        )
     if isinstance(value, Path):
         click.echo(str(value))
         for p in sorted(value.rglob("*")):
@@ -210,7 +322,7 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
                 click.echo(f"  {p.relative_to(value)}  {p.stat().st_size:,} bytes")
         return
     if to_file:
-        writers = {
+        writers: dict[str, Callable[[str], object]] = {
             ".parquet": value.write_parquet,
             ".csv": value.write_csv,
             ".jsonl": value.write_ndjson,
@@ -230,6 +342,51 @@ def show(spec, stage, iteration, output, head, to_file, overrides, store):
     with pl.Config(tbl_rows=head, fmt_str_lengths=120, tbl_width_chars=160, tbl_cols=-1):
         click.echo(value.head(head))
     click.echo(f"{value.height} rows", err=True)
+
+
+@main.command()
+@SPEC
+@click.argument("stage")
+@click.option("--iteration", "-i", type=int, help="Iteration of a loop stage (default: last).")
+@click.option("--output", "-o", help="Which output, for stages with several.")
+@click.option(
+    "--to",
+    "to_dir",
+    required=True,
+    type=click.Path(),
+    metavar="DIR",
+    help="The directory to write (must be empty or absent, unless --force).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "parquet", "hf"]),
+    help="For a dataset: data.jsonl (default), data.parquet, or a `datasets` "
+    "save_to_disk directory (hf; needs `pip install 'stardag[hf]'`). A model is always "
+    "a Hugging Face directory.",
+)
+@click.option("--force", is_flag=True, help="Replace DIR if it exists and is not empty.")
+@SET
+@STORE
+@TIMEOUT
+@_errors
+def export(spec, stage, iteration, output, to_dir, fmt, force, overrides, store):
+    """Write a stage's artifact out of the store: a model as a plain Hugging Face
+    directory (config, safetensors, tokenizer: `from_pretrained(DIR)` loads it), a dataset
+    as JSONL, Parquet or a Hugging Face `datasets` directory. Beside it, card.json and
+    README.md give its spec, stage, key, params and inputs.
+
+    \b
+    Example:
+      stardag export pipelines/star.yaml train --iteration 2 --to out/star-train-2
+      stardag export pipelines/star.yaml examples --to out/examples --format parquet
+      stardag export pipelines/star.yaml examples --to out/examples-hf --format hf
+    """
+    from .export import export as export_
+
+    card = export_(spec, stage, to_dir, iteration, output, fmt, force, overrides, store)
+    what = f"{card['rows']} rows" if card["kind"] == "dataset" else "model"
+    click.echo(f"wrote {what} ({card['format']}) of {card['key'][:12]} to {to_dir}", err=True)
 
 
 @main.command()
@@ -263,6 +420,76 @@ def dag(spec, overrides, mermaid):
 
 
 @main.command()
+@SPEC
+@SET
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: {spec: {...}, origins: {key.path: where}}."
+)
+@_errors
+def config(spec, overrides, as_json):
+    """Print the spec as it runs: after `extends` and every --set, each value followed by
+    the file:line (or the --set) it came from. The spec is validated as `run` would.
+
+    \b
+    Mappings: the spec's structure (stages, a stage, its params, inputs and resources,
+    the loop) merges key by key; a value that is a mapping (a param such as `mix`)
+    replaces whole; null deletes a key. The same rule for `extends` and --set.
+
+    \b
+    Example:
+      stardag config pipelines/gsm8k_cpu.yaml
+      stardag config pipelines/star.yaml --set "stages.base.params.mix={1: 0.5, 2: 0.5}"
+      stardag config pipelines/star.yaml --json
+    """
+    from . import resolved
+    from .graph import compile_spec
+    from .spec import load_spec
+
+    loaded = load_spec(spec, overrides)
+    compile_spec(loaded)  # the operators' params are checked too
+    if as_json:
+        out = {"spec": loaded.raw, "origins": resolved.origins(loaded)}
+        click.echo(json.dumps(out, indent=1, default=str))
+        return
+    click.echo(resolved.to_yaml(loaded), nl=False)
+
+
+@main.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@STORE
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON list of {spec, started, finished, wall_s, status, overrides, "
+    "computed, cached, failed, spec_file}.",
+)
+@click.option("--last", "-n", type=click.IntRange(min=1), metavar="N", help="Only the last N.")
+@_errors
+def runs(spec, store, as_json, last):
+    """List past runs, oldest first: when, status (ok, failed, stopped), stages computed
+    and cached, wall time, the --set overrides, and the failure. Each run's record (with
+    its resolved spec) is a JSON file under the store's runs/<spec name>/.
+
+    \b
+    Example:
+      stardag runs pipelines/star.yaml              # the runs of this spec's name
+      stardag runs --store .stardag --last 5        # the last runs of every spec
+      stardag runs pipelines/star.yaml --json
+    """
+    from . import history
+
+    st, name = history.store_of(spec, store)
+    rows = history.runs(st, name)[-last if last else 0 :]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if rows:
+        click.echo(history.table(rows))
+    click.echo(f"{len(rows)} runs in {st.uri}", err=True)
+
+
+@main.command()
 @click.option(
     "--keep",
     "keep",
@@ -282,7 +509,7 @@ def gc(keep, store, dry_run):
 
     \b
     Example:
-      stardag gc --keep pipelines/star.yaml --keep pipelines/star_no_rationalization.yaml
+      stardag gc --keep pipelines/star.yaml --keep pipelines/star_steps.yaml
       stardag gc --keep pipelines/star.yaml --dry-run     # list what would go
     """
     from . import api
@@ -312,7 +539,8 @@ def gc(keep, store, dry_run):
     "--json",
     "as_json",
     is_flag=True,
-    help="Print JSON: {iterations: [{iteration, accuracy, by_slice, train_used}]}.",
+    help="Print JSON: {metrics: how each kind is shown, iterations: [{iteration, "
+    "headline, <headline kind>, n, ci95, by_slice, <other kinds>, training}]}.",
 )
 @click.option(
     "--plot",
@@ -323,8 +551,8 @@ def gc(keep, store, dry_run):
 @TIMEOUT
 @_errors
 def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
-    """Held-out accuracy per iteration and slice, and the training data used, as a table
-    and a PNG plot.
+    """The metrics per iteration, as the operators declare them, as a table and a PNG plot:
+    the headline score per slice with n and 95% interval, the other kinds, the training loss.
 
     \b
     Example:
@@ -336,7 +564,9 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
 
     data = rep.collect(spec, overrides, store, stage, base)
     if as_json:
-        click.echo(json.dumps({"iterations": data["iterations"]}, indent=1))
+        click.echo(
+            json.dumps({"metrics": data["metrics"], "iterations": data["iterations"]}, indent=1)
+        )
     else:
         click.echo(rep.table(data))
     if not no_plot and data["iterations"]:
@@ -345,6 +575,59 @@ def report(spec, overrides, store, stage, base, as_json, plot, no_plot):
             raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
         try:
             rep.plot(data, path)
+        except OSError as e:
+            raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
+        click.echo(f"plot: {path}", err=True)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@SET
+@SWEEP
+@STORE
+@click.option("--slice", "where", metavar="SLICE", help="Head the table with this slice's score.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {variants: [{label, spec, overrides, iterations, keys, not_computed, "
+    "command}], stages: {node: [same letter = same key, per variant]}}.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write a PNG: a panel per variant (with --slice: that slice, all variants on one).",
+)
+@TIMEOUT
+@_errors
+def compare(specs, overrides, sweeps, store, where, as_json, plot):
+    """Variants side by side, iteration by iteration: their metrics (as `report` shows them),
+    the seconds their stages took, and which stages they share (same key, one artifact).
+    Reads the store only and runs nothing; stages not computed are listed with the command
+    that computes them. --set applies to every spec; --sweep makes a variant of each spec
+    per value.
+
+    \b
+    Example:
+      stardag compare pipelines/star.yaml pipelines/star_steps.yaml
+      stardag compare pipelines/star.yaml --sweep loop.stages.train.params.lr=1e-3,2e-3
+      stardag compare pipelines/star*.yaml --slice 5 --plot variants.png --json
+    """
+    from pathlib import Path
+
+    from . import compare as cmp
+
+    data = cmp.collect(specs, overrides, sweeps, store)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+    else:
+        click.echo(cmp.table(data, where or "all"))
+    if plot:
+        path = Path(plot)
+        if not path.absolute().parent.is_dir():
+            raise StardagError(f"--plot {path}: directory {path.parent} does not exist")
+        try:
+            cmp.plot(data, path, where)
         except OSError as e:
             raise StardagError(f"--plot {path}: cannot write: {e.strerror or e}") from None
         click.echo(f"plot: {path}", err=True)
@@ -370,12 +653,12 @@ def ls_(spec, store):
 
     if spec is None and store is None:
         raise StardagError("give a spec or --store")
-    st = Store(store if store is not None else store_uri(Path(spec).absolute(), None, None))
+    listed = Store(store if store is not None else store_uri(Path(spec).absolute(), None, None))
     if spec and store is None:
         from . import api
 
-        st = api.load(spec).store
-    rows = sorted(st.artifacts(), key=lambda m: m.get("created", 0))
+        listed = api.load(spec).store
+    rows = sorted(listed.artifacts(), key=lambda m: m.get("created", 0))
     now = time.time()
     total = 0
     for m in rows:
@@ -556,11 +839,9 @@ def logs(job, address, follow):
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+    from .humanize import size
+
+    return size(n)
 
 
 def _age(s: float) -> str:

@@ -69,7 +69,7 @@ class _Module:
     const_imports: dict[str, set[str]]  # def -> modules named by import_module("...")
 
 
-def _strip_docstrings(tree: ast.AST):
+def _strip_docstrings(tree: ast.AST) -> None:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
@@ -96,7 +96,7 @@ def _bound_names(stmt: ast.stmt) -> set[str]:
         return {stmt.name}
     names: set[str] = set()
 
-    def targets(t):
+    def targets(t: ast.AST) -> None:
         if isinstance(t, ast.Name):
             names.add(t.id)
         elif isinstance(t, (ast.Tuple, ast.List)):
@@ -134,14 +134,14 @@ class _Uses(ast.NodeVisitor):
     """The names a piece of code uses, as dotted chains (`hf.load` -> ("hf", "load")), and
     the dynamic features that make it take more."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.chains: set[tuple] = set()
         self.dynamic = False
         self.getattr_chains: set[tuple] = set()
         self.dyn_import = False
         self.const_imports: set[str] = set()
 
-    def _chain(self, node) -> tuple | None:
+    def _chain(self, node: ast.AST) -> tuple | None:
         parts = []
         while isinstance(node, ast.Attribute):
             parts.append(node.attr)
@@ -150,17 +150,17 @@ class _Uses(ast.NodeVisitor):
             return (node.id, *reversed(parts))
         return None
 
-    def visit_Attribute(self, node):
+    def visit_Attribute(self, node: ast.Attribute) -> None:
         chain = self._chain(node)
         if chain is not None:
             self.chains.add(chain)
         else:
             self.generic_visit(node)
 
-    def visit_Name(self, node):
+    def visit_Name(self, node: ast.Name) -> None:
         self.chains.add((node.id,))
 
-    def _annotation(self, node):
+    def _annotation(self, node: ast.AST | None) -> None:
         # a string annotation ("Task") names things too (pydantic and dataclasses read them)
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             try:
@@ -168,21 +168,21 @@ class _Uses(ast.NodeVisitor):
             except SyntaxError:
                 pass
 
-    def visit_arg(self, node):
+    def visit_arg(self, node: ast.arg) -> None:
         self._annotation(node.annotation)
         self.generic_visit(node)
 
-    def visit_AnnAssign(self, node):
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._annotation(node.annotation)
         self.generic_visit(node)
 
-    def visit_FunctionDef(self, node):
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self._annotation(node.returns)
         self.generic_visit(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
-    def visit_Call(self, node):
+    def visit_Call(self, node: ast.Call) -> None:
         chain = self._chain(node.func)
         if chain and len(chain) == 1 and chain[0] in _DYNAMIC_SCOPE:
             self.dynamic = True
@@ -213,7 +213,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> tuple[dict, set, l
     bound: dict[str, list[tuple]] = {}
     top: set[str] = set()
 
-    def bind(name: str, target: tuple):
+    def bind(name: str, target: tuple) -> None:
         # one name may be bound by several imports (in different functions or branches):
         # every one of them counts
         if target not in bound.setdefault(name, []):
@@ -503,7 +503,7 @@ def _submodule(parent: str, attr: str) -> str | None:
 
 
 class _Closure:
-    def __init__(self, own: str):
+    def __init__(self, own: str) -> None:
         self.own = own  # the operator's top-level package: project code even if installed
         self.defs: dict[str, str] = {}
         self.libraries: set[str] = set()
@@ -511,12 +511,12 @@ class _Closure:
         self.done: set[tuple] = set()
         self.todo: list[tuple] = []
 
-    def add(self, *item):
+    def add(self, *item: str) -> None:
         if item not in self.done:
             self.done.add(item)
             self.todo.append(item)
 
-    def run(self):
+    def run(self) -> None:
         while self.todo:
             item = self.todo.pop()
             getattr(self, f"_{item[0]}")(*item[1:])
@@ -524,7 +524,7 @@ class _Closure:
     def _kind(self, module: str) -> str:
         return kind(module, self.own)
 
-    def loads(self, module: str):
+    def loads(self, module: str) -> None:
         """`module` runs on import, and with it its packages and its top-level imports."""
         if module in self.imported or self._kind(module) != "project":
             return
@@ -538,7 +538,7 @@ class _Closure:
         for name in m.top_imports:
             self.loads(name)
 
-    def _def(self, module: str, name: str):
+    def _def(self, module: str, name: str) -> None:
         m = _module(module)
         if m is None or name not in m.defs:
             return
@@ -546,7 +546,7 @@ class _Closure:
         self.loads(module)
         self._follow(m, name, m.refs[name])
 
-    def _effects(self, module: str):
+    def _effects(self, module: str) -> None:
         m = _module(module)
         if m is None:
             return
@@ -555,7 +555,7 @@ class _Closure:
             self.defs[f"{m.display}:{EFFECTS}"] = m.effects
         self._follow(m, EFFECTS, m.effect_refs)
 
-    def _whole(self, module: str):
+    def _whole(self, module: str) -> None:
         m = _module(module)
         if m is None:
             return
@@ -567,7 +567,7 @@ class _Closure:
         for name in m.imports:  # any name of the module can be looked up, imported ones too
             self._resolve_chain(m, (name,), value=True)
 
-    def _follow(self, m: _Module, label: str, chains: set[tuple]):
+    def _follow(self, m: _Module, label: str, chains: set[tuple]) -> None:
         if label in m.dynamic:
             self.add("whole", m.name)
         for chain in m.dyn_getattr.get(label, ()):
@@ -582,7 +582,7 @@ class _Closure:
         for chain in chains:
             self._resolve_chain(m, chain, value=True)
 
-    def _resolve_chain(self, m: _Module, chain: tuple, value: bool):
+    def _resolve_chain(self, m: _Module, chain: tuple, value: bool) -> tuple | None:
         """Follow every binding of the chain's head: a definition of the module, and each
         import of that name (a builtin, a local name or an attribute of something else
         resolves to nothing)."""
@@ -597,7 +597,7 @@ class _Closure:
                 found.append(got)
         return next((f for f in found if f[0] == "module"), found[0] if found else None)
 
-    def _resolve_binding(self, bound: tuple, rest: tuple, value: bool):
+    def _resolve_binding(self, bound: tuple, rest: tuple, value: bool) -> tuple | None:
         if bound[0] == "module":
             return self._resolve_module(bound[1], rest, value)
         _, base, attr = bound
@@ -615,7 +615,7 @@ class _Closure:
             return ("library", module)
         return None if k == "project" else ("outside", module)
 
-    def _resolve_module(self, module: str, rest: tuple, value: bool):
+    def _resolve_module(self, module: str, rest: tuple, value: bool) -> tuple | None:
         if self._outside(module):
             return self._outside(module)
         # `import a.b` then `a.b.c`: walk the attributes while they name modules
@@ -628,7 +628,7 @@ class _Closure:
             return ("module", module)
         return self._resolve_name(module, rest[0])
 
-    def _resolve_name(self, module: str, name: str):
+    def _resolve_name(self, module: str, name: str) -> tuple | None:
         if self._outside(module):
             return self._outside(module)
         m = _module(module)
@@ -651,7 +651,7 @@ class _Closure:
 _NO_EFFECTS = _hash([])
 
 
-def _with_effects(closure: _Closure):
+def _with_effects(closure: _Closure) -> None:
     """Add the module-level statements that can change what the reached code sees: those of
     every module that runs when the operator loads whose own reach (what they call, and what
     that touches) meets the reached code or its libraries, or that touch nothing of the

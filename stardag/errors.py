@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 # line breaks and other control characters, shown escaped so that an error stays one line
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -10,6 +12,12 @@ _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str:
+    """`; did you mean 'a', 'b'?` naming the known names closest to a mistyped one, or ''."""
+    close = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=cutoff)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class StardagError(Exception):

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from .errors import CorruptArtifact, InputError, StageFailed, StardagError, StoreError
 from .graph import Graph, Node
+from .humanize import seconds
 from .planner import input_hashes, node_key, provenance, stale_causes
 from .store import Store
 
@@ -33,6 +35,7 @@ def run_stage(payload: dict) -> dict:
     from .operator import Context, Dataset
     from .registry import resolve
 
+    logs.marking = payload.get("mark", False)  # this worker's lines for the user
     store = Store(payload["store"])
     staging = None
     try:
@@ -441,11 +444,9 @@ class RayRunner:
                     )
                 )
                 return
-            print(
+            logs.say(
                 f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
-                "waiting for one (an autoscaler) to join",
-                file=sys.stderr,
-                flush=True,
+                "waiting for one (an autoscaler) to join"
             )
         self._inflight[self._task.options(**options).remote(payload)] = node_id
 
@@ -487,6 +488,7 @@ class NodeResult:
     key: str
     seconds: float = 0.0
     manifest: dict = field(default_factory=dict, repr=False)
+    started: float = field(default=0.0, repr=False)  # monotonic, while it runs
 
 
 @dataclass
@@ -506,13 +508,15 @@ class Progress:
         self.enabled, self.total, self.n = enabled, total, 0
         self.t0 = time.monotonic()
 
-    def line(self, node: str, what: str):
+    def line(self, node: str, what: str, **event):
+        if what.startswith("running"):  # for the live display on a terminal
+            event = {"started": node, "total": self.total}
         if self.enabled:
-            print(f"[{self.n:>3}/{self.total}] {node:<24} {what}", file=sys.stderr, flush=True)
+            logs.say(f"[{self.n:>3}/{self.total}] {node:<24} {what}", **event)
 
     def finished(self, node: str, what: str):
         self.n += 1
-        self.line(node, what)
+        self.line(node, what, finished=node, n=self.n, total=self.total)
 
 
 def execute(
@@ -572,7 +576,7 @@ def execute(
             nodes[node_id], store.read_ref(graph.name, node_id), hashes, node_id in force
         )
         show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
-        results[node_id] = NodeResult(node_id, "running", key, time.monotonic())
+        results[node_id] = NodeResult(node_id, "running", key, started=time.monotonic())
         runner.submit(
             node_id,
             _payload(graph, store, nodes[node_id], key, hashes, manifests, sys_path),
@@ -628,7 +632,7 @@ def execute(
                 continue
             for node_id, out in runner.wait(timeout=POLL_S if waiting else None):
                 res = results[node_id]
-                res.seconds = time.monotonic() - res.seconds
+                res.seconds = time.monotonic() - res.started
                 if leases is not None:
                     leases.release(res.key)
                 if "error" in out:
@@ -650,7 +654,7 @@ def execute(
                         continue
                     if out.get("traceback") and progress:
                         print(out["traceback"], file=sys.stderr)
-                    show.finished(node_id, f"FAILED after {res.seconds:.1f}s")
+                    show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
                     failure = failure or StageFailed(
                         node_id,
                         nodes[node_id].op_ref,
@@ -665,7 +669,7 @@ def execute(
                 rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
                 show.finished(
                     node_id,
-                    f"done in {res.seconds:.1f}s" + (f" ({', '.join(rows)})" if rows else ""),
+                    f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
                 )
     except KeyboardInterrupt as e:
         stopped = e
@@ -675,12 +679,12 @@ def execute(
             leases.close()
         if runner is not None:
             runner.close()
-        if runner is not None or failure or stopped:
+        if runner is not None or failure or stopped or results:
             from .interrupt import cause
 
             _record(
+                graph,
                 store,
-                graph.name,
                 results,
                 time.monotonic() - show.t0,
                 failure or stopped and (cause(stopped) or "interrupted"),
@@ -701,9 +705,12 @@ def refresh_files(node: Node) -> bool:
     return True
 
 
-def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float, failure):
-    """A run's history entry: what each stage did and how long it took as the driver saw
-    it, beside the operator's own time (runs/<spec>/<time>.json)."""
+def _record(graph: Graph, store: Store, results: dict[str, NodeResult], wall: float, failure):
+    """A run's history entry: the overrides and the resolved spec, what each stage did and
+    how long it took as the driver saw it, beside the operator's own time
+    (runs/<spec>/<time>.json; `stardag runs` lists them)."""
+    from .resolved import as_json
+
     nodes = {
         n: {
             "status": r.status,
@@ -714,13 +721,19 @@ def _record(store: Store, spec: str, results: dict[str, NodeResult], wall: float
         }
         for n, r in results.items()
     }
+    loaded = graph.loaded
     store.write_run(
-        spec,
+        graph.name,
         {
-            "spec": spec,
+            "spec": graph.name,
+            "spec_file": str(loaded.path),
+            "overrides": list(loaded.overrides),
+            "resolved": as_json(loaded.raw),
+            "started": round(time.time() - wall, 3),
             "finished": time.time(),
             "wall_s": round(wall, 3),
             "failed": str(failure) if failure else None,
+            "log": str(logs.current) if logs.current else None,
             "nodes": nodes,
         },
     )
@@ -749,6 +762,7 @@ def _payload(
         "inputs": inputs,
         "resources": node.resources,
         "sys_path": sys_path,
+        "mark": logs.marking,
         "manifest": {
             "spec": graph.name,
             "stage": node.stage,

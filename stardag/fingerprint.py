@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 FORMAT_VERSION = 2  # 2: the key is a StageKey record, code keyed by definitions
 
@@ -18,24 +18,33 @@ class UnhashableParam(TypeError):
     pass
 
 
-def _refuse(value: Any):
+def _refuse(value: Any) -> NoReturn:
     raise UnhashableParam(f"value of type {type(value).__name__} cannot be hashed: {value!r:.80}")
 
 
-def _check_floats(obj: Any, at: str = "params"):
+def non_finite(obj: Any, at: tuple = ()) -> tuple[tuple, float] | None:
+    """The key path and value of the first NaN or infinity in obj, or None."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        raise UnhashableParam(f"{at} is {obj}, which has no canonical form")
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_floats(v, f"{at}.{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _check_floats(v, f"{at}[{i}]")
+        return at, obj
+    items = (
+        obj.items()
+        if isinstance(obj, dict)
+        else (enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+    )
+    for k, v in items:
+        found = non_finite(v, at + (k,))
+        if found:
+            return found
+    return None
 
 
 def canonical_json(obj: Any) -> str:
     """Sorted keys, fixed separators, no NaN; anything JSON cannot say is an error."""
-    _check_floats(obj)
+    bad = non_finite(obj)
+    if bad is not None:
+        at, value = bad
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in at)
+        raise UnhashableParam(f"params{where} is {value}, which has no canonical form")
     return json.dumps(
         obj,
         sort_keys=True,
@@ -59,7 +68,7 @@ class StageKey:
     version: str
     code: str
     params: dict[str, Any]
-    inputs: dict[str, str]
+    inputs: dict[str, str | None]  # None: not computed yet (while planning)
     libraries: dict[str, str] | None = None
     format: int = FORMAT_VERSION
 

@@ -4,13 +4,12 @@ checked, cycles refused. Nothing here runs or reads the store."""
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 import importlib
 import json
-import math
 import pkgutil
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .code_identity import CodeIdentity, code_identity
-from .errors import SpecError
-from .fingerprint import UnhashableParam, canonical_json
+from .errors import SpecError, did_you_mean
+from .fingerprint import UnhashableParam, canonical_json, non_finite
 from .operator import (
     Dataset,
     DefaultResources,
@@ -53,14 +52,10 @@ class Node:
     resources: DefaultResources
     where: tuple[str | None, int | None]
     deps: set[str] = field(default_factory=set)
-    key_params: dict[str, Any] | None = None  # params_json with files replaced by content hashes
+    key_params: dict[str, Any] = field(default_factory=dict)  # files as their content hashes
     input_where: dict[str, tuple] = field(default_factory=dict)  # spec key path of each input
     code: CodeIdentity | None = None  # the code its operator reaches
     libraries_in_key: bool = False
-
-    def __post_init__(self):
-        if self.key_params is None:
-            self.key_params = self.params_json
 
 
 @dataclass
@@ -85,10 +80,7 @@ class Graph:
             return [name]
         hits = [n.id for n in self.nodes.values() if n.stage == name]
         if not hits:
-            close = difflib.get_close_matches(
-                name.split("@")[0], {n.stage for n in self.nodes.values()}
-            )
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name.split("@")[0], {n.stage for n in self.nodes.values()})
             raise SpecError(f"no stage {name!r} in this spec{hint}", str(self.loaded.path))
         return hits
 
@@ -97,14 +89,14 @@ def compile_spec(loaded: LoadedSpec) -> Graph:
     spec = loaded.spec
     top, loop = dict(spec.stages), loaded.loop_stages
     iterations = spec.loop.iterations if spec.loop else 0
-    ops = {name: _resolve(loaded, name, st) for name, st in {**top, **loop}.items()}
+    ops = {name: _resolve(loaded, name, stage) for name, stage in {**top, **loop}.items()}
 
     nodes: dict[str, Node] = {}
-    for name, st in top.items():
-        nodes[name] = _node(loaded, name, None, st, ops[name], top, loop, iterations)
+    for name, stage in top.items():
+        nodes[name] = _node(loaded, name, None, stage, ops[name], top, loop, iterations)
     for i in range(1, iterations + 1):
-        for name, st in loop.items():
-            node = _node(loaded, name, i, st, ops[name], top, loop, iterations)
+        for name, stage in loop.items():
+            node = _node(loaded, name, i, stage, ops[name], top, loop, iterations)
             nodes[node.id] = node
 
     codes: dict[type, CodeIdentity] = {}
@@ -128,19 +120,14 @@ def compile_spec(loaded: LoadedSpec) -> Graph:
     return graph
 
 
-def _resolve(loaded: LoadedSpec, name: str, st: StageSpec) -> type[Operator]:
+def _resolve(loaded: LoadedSpec, name: str, stage: StageSpec) -> type[Operator]:
     try:
-        return resolve(st.op)
+        return resolve(stage.op)
     except UnknownOperator as e:
-        message = str(e) + _operator_hint(st.op)
+        message = str(e) + _operator_hint(stage.op)
     except Exception as e:  # the operator's module itself fails to import
-        message = f"operator {st.op!r}: importing it failed: {type(e).__name__}: {e}"
+        message = f"operator {stage.op!r}: importing it failed: {type(e).__name__}: {e}"
     raise loaded.error(message, loaded.stage_path(name) + ("op",), name)
-
-
-def _close(name: str, known) -> str:
-    close = difflib.get_close_matches(name, sorted(set(known)), n=3)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def _operator_hint(ref: str) -> str:
@@ -160,7 +147,7 @@ def _operator_hint(ref: str) -> str:
             where = importlib.import_module(parent).__path__ if parent else None
         except (ImportError, AttributeError):
             return ""
-        return _close(leaf, (m.name for m in pkgutil.iter_modules(where)))
+        return did_you_mean(leaf, (m.name for m in pkgutil.iter_modules(where)))
     except (Exception, SystemExit):
         return ""
     ops = [
@@ -168,24 +155,24 @@ def _operator_hint(ref: str) -> str:
         for k, v in vars(module).items()
         if isinstance(v, type) and issubclass(v, Operator) and v is not Operator
     ]
-    return _close(attr, ops)
+    return did_you_mean(attr, ops)
 
 
-def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> Node:
+def _node(loaded, name, iteration, stage: StageSpec, op, top, loop, iterations) -> Node:
     path = loaded.stage_path(name)
-    params = _params(loaded, name, iteration, st, op, path)
+    params = _params(loaded, name, iteration, stage, op, path)
     inputs: dict[str, tuple[str, str]] = {}
     wheres: dict[str, tuple] = {}
-    for inp in st.inputs:
+    for inp in stage.inputs:
         if inp not in op.inputs:
             raise loaded.error(
-                f"operator {st.op!r} has no input {inp!r}{_close(inp, op.inputs)} "
+                f"operator {stage.op!r} has no input {inp!r}{did_you_mean(inp, op.inputs)} "
                 f"(its inputs: {', '.join(op.inputs) or 'none'})",
                 path + ("inputs", inp),
                 name,
             )
     for inp, port in op.inputs.items():
-        ref = st.inputs.get(inp)
+        ref = stage.inputs.get(inp)
         if ref is None:
             if port.optional:
                 continue
@@ -218,16 +205,16 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
             src = _wire(loaded, name, ref, iteration, top, loop, iterations, where)
         inputs[inp] = (src[0], src[1])
         wheres[inp] = where
-    resources = _resources(op.resources, st)
+    resources = _resources(op.resources, stage)
     node_id = name if iteration is None else f"{name}@{iteration}"
-    params_json, key_params = _files(loaded, name, op, params.model_dump(mode="json"), path)
+    params_json, key_params = _resolve_files(loaded, name, op, params.model_dump(mode="json"), path)
     key_params = {k: v for k, v in key_params.items() if k not in unkeyed_params(op.Params)}
     return Node(
         node_id,
         name,
         iteration,
-        st.op,
-        target_of(st.op),
+        stage.op,
+        target_of(stage.op),
         op,
         params,
         params_json,
@@ -240,28 +227,19 @@ def _node(loaded, name, iteration, st: StageSpec, op, top, loop, iterations) -> 
     )
 
 
-def _content(path: Path) -> str:
-    """xxh3 of a file; of a directory, xxh3 over its sorted relative paths and each file's
-    xxh3 (as a model artifact's content hash), so that which bytes lie in which file counts."""
-    import xxhash
+def file_entries(value: Path | list[Path]) -> dict | list[dict]:
+    """The key's view of a file param: each file or directory by its name and content (a
+    directory's hash as a model artifact's, so that which bytes lie in which file counts)."""
+    from .content_hash import directory_hash, file_hash, hash_directory
 
-    def file_xxh3(f: Path) -> str:
-        h = xxhash.xxh3_128()
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 24):
-                h.update(block)
-        return h.hexdigest()
+    def entry(path: Path) -> dict:
+        xxh3 = file_hash(path) if path.is_file() else directory_hash(hash_directory(path))
+        return {"file": path.name, "xxh3": xxh3}
 
-    if path.is_file():
-        return file_xxh3(path)
-    h = xxhash.xxh3_128()
-    files = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
-    for rel in sorted(files):
-        h.update(rel.encode() + b"\0" + file_xxh3(files[rel]).encode() + b"\0")
-    return h.hexdigest()
+    return [entry(p) for p in value] if isinstance(value, list) else entry(value)
 
 
-def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
+def _resolve_files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
     """Resolve FilePath params (single paths or lists of them) beside the spec; the key sees
     their content, not their path."""
     names = file_params(op.Params)
@@ -295,11 +273,11 @@ def _files(loaded, name, op, params_json: dict, path) -> tuple[dict, dict]:
         if isinstance(value, list):
             files = [find(field_name, v, where + (i,)) for i, v in enumerate(value)]
             resolved[field_name] = [str(f) for f in files]
-            keyed[field_name] = [{"file": f.name, "xxh3": _content(f)} for f in files]
+            keyed[field_name] = file_entries(files)
         else:
             file = find(field_name, value, where)
             resolved[field_name] = str(file)
-            keyed[field_name] = {"file": file.name, "xxh3": _content(file)}
+            keyed[field_name] = file_entries(file)
     return resolved, keyed
 
 
@@ -312,12 +290,8 @@ def keyed_files(op: type[Operator], params_json: dict, key_params: dict) -> dict
         if value is None:
             continue
         try:
-            if isinstance(value, list):
-                keyed[field_name] = [
-                    {"file": Path(v).name, "xxh3": _content(Path(v))} for v in value
-                ]
-            else:
-                keyed[field_name] = {"file": Path(value).name, "xxh3": _content(Path(value))}
+            paths = [Path(v) for v in value] if isinstance(value, list) else Path(value)
+            keyed[field_name] = file_entries(paths)
         except OSError as e:
             from .errors import InputError
 
@@ -327,8 +301,8 @@ def keyed_files(op: type[Operator], params_json: dict, key_params: dict) -> dict
     return keyed
 
 
-def _params(loaded, name, iteration, st, op, path) -> Params:
-    raw = dict(st.params)
+def _params(loaded, name, iteration, stage, op, path) -> Params:
+    raw = dict(stage.params)
     if iteration is not None and "iteration" in op.Params.model_fields:
         if "iteration" in raw:
             raise loaded.error(
@@ -359,12 +333,12 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
         if err["type"] == "extra_forbidden":
             if len(loc) == 1:
                 known = [k for k in op.Params.model_fields if k != "iteration" or iteration is None]
-                hint = _close(loc[0], known) or f" (its params: {', '.join(known) or 'none'})"
-                msg = f"unknown param {loc[0]!r} for operator {st.op!r}{hint}"
+                hint = did_you_mean(loc[0], known) or f" (its params: {', '.join(known) or 'none'})"
+                msg = f"unknown param {loc[0]!r} for operator {stage.op!r}{hint}"
             else:
                 msg = f"param {'.'.join(loc[:-1])!r} has no key {loc[-1]!r}"
         elif err["type"] == "missing":
-            msg = f"missing param {field_name!r} for operator {st.op!r}"
+            msg = f"missing param {field_name!r} for operator {stage.op!r}"
         else:
             what = (
                 "params"
@@ -380,7 +354,7 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
             )
         raise loaded.error(msg, path + ("params",) + loc, name) from None
     dumped = params.model_dump(mode="json")
-    bad = _non_finite(dumped)
+    bad = non_finite(dumped)
     if bad is not None:
         at, value = bad
         raise loaded.error(
@@ -399,6 +373,7 @@ def _params(loaded, name, iteration, st, op, path) -> Params:
 def _not_json(obj: Any, at: tuple = ()) -> tuple[tuple, Any] | None:
     """The key path and value of the first value JSON has no type for (a YAML date,
     timestamp or binary), or None."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(obj, dict):
         items = obj.items()
     elif isinstance(obj, list):
@@ -414,22 +389,6 @@ def _not_json(obj: Any, at: tuple = ()) -> tuple[tuple, Any] | None:
     return None
 
 
-def _non_finite(obj: Any, at: tuple = ()) -> tuple[tuple, float] | None:
-    """The key path and value of the first NaN or infinity in obj, or None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return at, obj
-    items = (
-        obj.items()
-        if isinstance(obj, dict)
-        else (enumerate(obj) if isinstance(obj, (list, tuple)) else ())
-    )
-    for k, v in items:
-        found = _non_finite(v, at + (k,))
-        if found:
-            return found
-    return None
-
-
 def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previous=False):
     """(producer node id, output name, producer port) for a reference string."""
     m = REF.match(ref.strip()) if isinstance(ref, str) else None
@@ -439,8 +398,7 @@ def _wire(loaded, name, ref: str, iteration, top, loop, iterations, where, previ
         )
     stage, output, it = m["stage"], m["output"], m["iter"]
     if stage not in top and stage not in loop:
-        close = difflib.get_close_matches(stage, list(top) + list(loop))
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(stage, list(top) + list(loop))
         raise loaded.error(f"input names a stage that does not exist: {stage!r}{hint}", where, name)
     if previous and stage not in loop:
         raise loaded.error(
@@ -536,8 +494,8 @@ def _check_schemas(graph: Graph):
                 produced[(node.id, output)] = {**carried, **port.columns}
 
 
-def _resources(default: DefaultResources, st: StageSpec) -> DefaultResources:
-    r = st.resources
+def _resources(default: DefaultResources, stage: StageSpec) -> DefaultResources:
+    r = stage.resources
     return DefaultResources(
         cpus=default.cpus if r.cpus is None else r.cpus,
         gpus=default.gpus if r.gpus is None else r.gpus,

@@ -47,7 +47,7 @@ def by_signal() -> bool:
     return bool(_received)
 
 
-def cause(e: KeyboardInterrupt) -> Stopped | None:
+def cause(e: BaseException) -> Stopped | None:
     """The signal behind an interrupt, if one was received (Ray's waits turn any exception
     a signal handler raises into a plain KeyboardInterrupt)."""
     if isinstance(e, Stopped):

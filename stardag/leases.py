@@ -12,10 +12,12 @@ import functools
 import json
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from .backends import oserror, write_atomic
 from .errors import StoreError
 
 
@@ -109,10 +111,7 @@ class LocalFiles:
             if data is None:
                 os.unlink(path)
             else:
-                tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
+                write_atomic(path, data)
             return True
         finally:
             os.close(fd)
@@ -166,18 +165,14 @@ class S3Objects:
         except BotoCoreError as e:
             raise StoreError(f"store: cannot {action}: {e}") from None
 
-    def create(self, path: str, data: bytes) -> bool:
+    def _conditional(self, action: str, request, path: str, **kw: object) -> bool:
+        """A request with a condition (`IfNoneMatch`, `IfMatch`); False if it did not hold."""
         bucket, key = self._split(path)
-        return (
-            self._call(
-                "take a lease",
-                self.client.put_object,
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                IfNoneMatch="*",
-            )
-            is not False
+        return self._call(action, request, Bucket=bucket, Key=key, **kw) is not False
+
+    def create(self, path: str, data: bytes) -> bool:
+        return self._conditional(
+            "take a lease", self.client.put_object, path, Body=data, IfNoneMatch="*"
         )
 
     def read(self, path: str) -> tuple[bytes | None, object]:
@@ -189,28 +184,12 @@ class S3Objects:
         return got["Body"].read(), got["ETag"]
 
     def swap(self, path: str, version: object, data: bytes | None) -> bool:
-        bucket, key = self._split(path)
         if data is None:
-            return (
-                self._call(
-                    "release a lease",
-                    self.client.delete_object,
-                    Bucket=bucket,
-                    Key=key,
-                    IfMatch=version,
-                )
-                is not False
+            return self._conditional(
+                "release a lease", self.client.delete_object, path, IfMatch=version
             )
-        return (
-            self._call(
-                "take a lease",
-                self.client.put_object,
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                IfMatch=version,
-            )
-            is not False
+        return self._conditional(
+            "take a lease", self.client.put_object, path, Body=data, IfMatch=version
         )
 
     def honours_conditions(self, probe: str) -> bool:
@@ -234,7 +213,7 @@ def conditional_files(store) -> LocalFiles | S3Objects | None:
     if not store.uri.startswith("s3://"):
         return None
     try:
-        from .store import timeout
+        from .backends import timeout
 
         objects = S3Objects(store.uri, timeout())
     except ImportError:  # boto3 is the `s3` extra
@@ -256,3 +235,131 @@ def parse(data: bytes | None) -> dict | None:
 
 def dump(obj: dict) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+def dead_holder(record: dict, hashed: bool = False) -> bool:
+    """Whether the process a lease or a staging directory names is known to be gone: one of
+    this PID space whose pid no longer runs."""
+    pid = record.get("pid")
+    return same_pid_space(record, hashed) and isinstance(pid, int) and not pid_alive(pid)
+
+
+_SETTLE = 0.3  # seconds a lease taker waits before reading back whose lease it is
+
+
+class StoreLeases:
+    """Who computes a key, so that two runs sharing a store do it once:
+    `<root>/leases/<key>.json` names the owner, its process and when the lease expires."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def _path(self, key: str) -> str:
+        self.store._obj(key)  # checks the key
+        return f"{self.store.root}/leases/{key}.json"
+
+    def _files(self) -> LocalFiles | S3Objects | None:
+        """The store's conditional writes (None: it has none; warned once)."""
+        if not hasattr(self, "_conditional"):
+            self._conditional = conditional_files(self.store)
+            if self._conditional is None:
+                import sys
+
+                print(
+                    f"warning: store {self.store.uri} cannot write a file only if it is "
+                    "absent; two runs sharing it may both compute a stage",
+                    file=sys.stderr,
+                )
+        return self._conditional
+
+    @staticmethod
+    def _record(owner: str, ttl: float) -> bytes:
+        return dump({"owner": owner, **holder(), "expires": time.time() + ttl})
+
+    @staticmethod
+    def dead(lease: dict) -> bool:
+        """Expired, or held by a process of this PID space that is gone."""
+        expires = lease.get("expires")
+        if not isinstance(expires, (int, float)) or expires < time.time():
+            return True
+        return dead_holder(lease)
+
+    def acquire(self, key: str, owner: str, ttl: float) -> dict | None:
+        """Take the lease on computing `key` for `ttl` seconds. None if taken (or renewed),
+        else the live lease of whoever holds it. A lease that expired, or whose holder is a
+        dead process of this PID space, is taken over: a crash never leaves a lock behind.
+        Taking is create-if-absent, taking over a compare-and-swap: of two runs, one wins."""
+        path = self._path(key)
+        mine = self._record(owner, ttl)
+        files = self._files()
+        if files is None:
+            return self._acquire_unconditional(path, owner, mine)
+        try:
+            for _ in range(3):
+                if files.create(path, mine):
+                    return None
+                data, version = files.read(path)
+                held = parse(data)
+                if held is None:
+                    continue  # released meanwhile
+                if held.get("owner") != owner and not self.dead(held):
+                    return held
+                if files.swap(path, version, mine):
+                    return None
+            return parse(files.read(path)[0]) or {"owner": "?"}  # contended: wait a round
+        except OSError as e:
+            raise oserror("take a lease", e) from None
+
+    def _acquire_unconditional(self, path: str, owner: str, mine: bytes) -> dict | None:
+        """Write, let a concurrent taker's write land, read back: narrows the race, no more."""
+        held = self.store._read_json(path)
+        if (
+            held
+            and not held.get("__unreadable__")
+            and held.get("owner") != owner
+            and not self.dead(held)
+        ):
+            return held
+        self.store._write(path, mine, "take a lease")
+        time.sleep(_SETTLE)
+        now = self.store._read_json(path)
+        if now and now.get("owner") == owner:
+            return None
+        return now or held
+
+    def renew(self, key: str, owner: str, ttl: float) -> bool:
+        """Push the lease's expiry on; False if someone else holds it now."""
+        path = self._path(key)
+        mine = self._record(owner, ttl)
+        files = self._files()
+        if files is None:
+            held = self.store._read_json(path)
+            if held and held.get("owner") not in (None, owner) and not self.dead(held):
+                return False
+            self.store._write(path, mine, "renew a lease")
+            return True
+        try:
+            data, version = files.read(path)
+            held = parse(data)
+            if held is None:
+                return files.create(path, mine)
+            if held.get("owner") != owner and not self.dead(held):
+                return False
+            return files.swap(path, version, mine)
+        except OSError as e:
+            raise oserror("renew a lease", e) from None
+
+    def release(self, key: str, owner: str):
+        path = self._path(key)
+        files = self._files()
+        try:
+            if files is None:
+                held = self.store._read_json(path)
+                if held and held.get("owner") == owner:
+                    self.store.fs.delete_file(path)
+                return
+            data, version = files.read(path)
+            if (parse(data) or {}).get("owner") == owner:
+                files.swap(path, version, None)
+        except OSError:
+            pass  # it expires on its own

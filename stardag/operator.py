@@ -16,7 +16,6 @@ what it receives when it runs. Operators import this module and nothing else of 
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,9 @@ __all__ = [
     "DefaultResources",
     "FilePath",
     "InputError",
+    "METRIC_COLUMNS",
+    "Metric",
+    "Metrics",
     "Model",
     "Operator",
     "Params",
@@ -52,6 +54,9 @@ class Params(BaseModel):
     `3.0` no integer; an integer is accepted where a float is declared."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+AnyParams = Params  # for annotations inside Operator, whose `Params` is its own class
 
 
 class _File:
@@ -100,7 +105,7 @@ def directory_params(params_model: type[BaseModel]) -> list[str]:
     ]
 
 
-def _marker(annotation, metadata=()) -> _File | None:
+def _marker(annotation: Any, metadata: Sequence[Any] = ()) -> _File | None:
     found = next((m for m in metadata if isinstance(m, _File)), None)
     if found:
         return found
@@ -152,6 +157,43 @@ class Dataset:
         return "dataset(" + ", ".join(f"{k}: {v}" for k, v in self.columns.items()) + ")"
 
 
+METRIC_COLUMNS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a report shows one kind of row of a metrics table.
+
+    show: "score" is a proportion of `n` trials, shown with its 95% interval for the whole
+    (slice `all`) and each slice; the first score is the report's headline, the one the
+    plot draws. "share" is a value per slice. "source" is a note naming each slice with its
+    n (where the data came from). `short` heads the per-slice columns (default: `label`),
+    `slices` gives short names to known slices, in the order to show them; `whole` says the
+    kind has only the slice `all` (one number per iteration); `percent` shows values as %."""
+
+    label: str
+    show: str = "share"
+    short: str | None = None
+    slices: dict[str, str] = field(default_factory=dict)
+    whole: bool = False
+    percent: bool = True
+
+    def __post_init__(self) -> None:
+        if self.show not in ("score", "share", "source"):
+            raise ValueError(f"Metric {self.label!r}: show is score, share or source")
+
+
+@dataclass(frozen=True)
+class Metrics(Dataset):
+    """A metrics table port (columns kind, slice, value, n): one row per kind and slice,
+    e.g. ("score", "all", 0.8, 200). `kinds` declares how reports show each kind (in that
+    order; undeclared kinds follow as shares), `axis` names the headline on a plot."""
+
+    columns: dict[str, str] = field(default_factory=lambda: dict(METRIC_COLUMNS))
+    kinds: dict[str, Metric] = field(default_factory=dict)
+    axis: str = "score"
+
+
 @dataclass(frozen=True)
 class Model:
     """A directory port: a model (config, safetensors weights, tokenizer) or any files."""
@@ -175,10 +217,10 @@ class DefaultResources:
 
 
 class _NoShards:
-    def get(self, i: int):
+    def get(self, i: int) -> None:
         return None
 
-    def put(self, i: int, table):
+    def put(self, i: int, table: Any) -> None:
         pass
 
 
@@ -205,7 +247,7 @@ class Context:
         self._storage = storage  # name -> (filesystem or None, path) kept under the key
         self._last_report = 0.0
 
-    def shards(self, name: str = "part"):
+    def shards(self, name: str = "part") -> Any:
         """A log of this stage's committed shards (`get(i)` -> Arrow table or None,
         `put(i, table)`), kept in the store under the stage's key until its output is
         published: a stage killed in the middle computes, when run again, only the shards
@@ -294,20 +336,38 @@ class Context:
         """The empty directory to write the model output `name` into."""
         return self._output_dirs[name]
 
-    def progress(self, done: int, total: int | None = None, unit: str = "", **info: Any):
+    def progress(self, done: int, total: int | None = None, unit: str = "", **info: Any) -> None:
         """Report progress; printed at most every 2 s (and at the end)."""
         now = time.monotonic()
         if now - self._last_report < 2 and (total is None or done < total):
             return
         self._last_report = now
         of = f"/{total}" if total else ""
-        extra = "".join(
-            f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}" for k, v in info.items()
-        )
-        print(f"  {self.stage}: {done}{of} {unit}{extra}", file=sys.stderr, flush=True)
+        extra = "".join(f", {_info(k, v)}" for k, v in info.items())
+        from .logs import say
 
-    def log(self, message: str):
-        print(f"  {self.stage}: {message}", file=sys.stderr, flush=True)
+        say(
+            f"  {self.stage}: {done}{of} {unit}{extra}",
+            stage=self.stage,
+            done=done,
+            total=total,
+            unit=unit,
+            info=extra,
+        )
+
+    def log(self, message: str) -> None:
+        from .logs import say
+
+        say(f"  {self.stage}: {message}")
+
+
+def _info(name: str, value: Any) -> str:
+    """`tokens_per_s=15800.0` reads `15.8k tokens/s`; `loss=0.12345` reads `loss 0.123`."""
+    from .humanize import number, rate
+
+    if name.endswith("_per_s") and isinstance(value, (int, float)):
+        return rate(value, name.removesuffix("_per_s"))
+    return f"{name} {number(value)}" if isinstance(value, float) else f"{name} {value}"
 
 
 class Operator:
@@ -335,7 +395,7 @@ class Operator:
         raise NotImplementedError
 
     @classmethod
-    def parallel_workers(cls, params: Params) -> int:
+    def parallel_workers(cls, params: AnyParams) -> int:
         """How many data-parallel workers (`ctx.map`, `ctx.train`) a run with these params
         starts, each holding the stage's resources. Above 1, the stage's own task asks for
         no CPU or GPU: it only orchestrates."""

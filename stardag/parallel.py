@@ -132,7 +132,7 @@ def _on_actors(
 
     import ray
 
-    holder = ray.remote(
+    holder: Any = ray.remote(
         num_cpus=cpus, num_gpus=gpus, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS
     )(_Holder)
     actors = [

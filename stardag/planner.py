@@ -4,9 +4,10 @@ store only; imports neither Ray nor any operator's heavy libraries."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 
-from .code_identity import changes
+from .code_identity import CodeIdentity, changes
 from .fingerprint import FORMAT_VERSION, StageKey
 from .graph import Graph, Node
 from .store import Store
@@ -37,9 +38,14 @@ class PlanEntry:
         return d
 
 
+def _code(node: Node) -> CodeIdentity:
+    assert node.code is not None, "compile_spec gives every node its code identity"
+    return node.code
+
+
 def node_key(node: Node, input_hashes: dict[str, str | None]) -> StageKey:
     """The node's key record; its inputs' hashes may still be unknown (None) while planning."""
-    code = node.code
+    code = _code(node)
     return StageKey(
         node.target,
         node.op.version,
@@ -52,7 +58,7 @@ def node_key(node: Node, input_hashes: dict[str, str | None]) -> StageKey:
 
 def provenance(node: Node) -> dict:
     """What the manifest and the ref keep beside the key record, to say what changed."""
-    return {"definitions": node.code.definitions, "libraries": node.code.libraries}
+    return {"definitions": _code(node).definitions, "libraries": _code(node).libraries}
 
 
 def input_hashes(node: Node, manifests: dict[str, dict | None]) -> dict[str, str | None]:
@@ -77,7 +83,8 @@ def stale_causes(
 ) -> tuple[list[str], list[str]]:
     """Why `node` must run: the differences between its key record now and the one it
     resolved to last time (`ref`)."""
-    causes, details = [], []
+    causes: list[str] = []
+    details: list[str] = []
     if forced:
         causes.append("forced")
     if ref is None:
@@ -98,7 +105,9 @@ def stale_causes(
         details.append(f"version {old.version} -> {new.version}")
     elif old.code != new.code:
         causes.append("code")
-        lines = changes(ref.get("code_identity", {}).get("definitions", {}), node.code.definitions)
+        lines = changes(
+            ref.get("code_identity", {}).get("definitions", {}), _code(node).definitions
+        )
         details.extend(lines or ["operator source changed"])
     if old.libraries != new.libraries:
         causes.append("libraries")
@@ -148,7 +157,7 @@ def library_notes(node: Node, recorded_with: dict | None) -> list[str]:
         return []
     return [
         f"{line} (not in the key; `libraries_in_key: true` would re-run it)"
-        for line in library_changes(old, node.code.libraries)
+        for line in library_changes(old, _code(node).libraries)
     ]
 
 
@@ -156,11 +165,11 @@ def _param_change(name: str, old, new) -> str:
     """One line for a changed param; a file param (keyed by content) names the files."""
     old_files, new_files = _files_of(old), _files_of(new)
     if old_files is not None and new_files is not None:
-        names = [f.get("file") for f in new_files]
-        if [f.get("file") for f in old_files] == names:
-            changed = [f.get("file") for f, g in zip(old_files, new_files) if f != g]
+        names = [f["file"] for f in new_files]
+        if [f["file"] for f in old_files] == names:
+            changed = [f["file"] for f, g in zip(old_files, new_files) if f != g]
             return f"{name}: content of {', '.join(changed)} changed"
-        return f"{name}: files {', '.join(f.get('file') for f in old_files)} -> {', '.join(names)}"
+        return f"{name}: files {', '.join(f['file'] for f in old_files)} -> {', '.join(names)}"
     return f"{name}: {old!r:.40} -> {new!r:.40}"
 
 
@@ -173,7 +182,10 @@ def _files_of(value) -> list[dict] | None:
 
 
 def make_plan(
-    graph: Graph, store: Store, force: set[str] = frozenset(), selected: set[str] | None = None
+    graph: Graph,
+    store: Store,
+    force: AbstractSet[str] = frozenset(),
+    selected: set[str] | None = None,
 ) -> list[PlanEntry]:
     manifests: dict[str, dict | None] = {}
     entries = []

@@ -4,10 +4,10 @@ reference in the spec."""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from functools import cache, lru_cache
 
+from .errors import did_you_mean
 from .operator import Operator
 
 ENTRY_POINT_GROUP = "stardag.operators"
@@ -36,8 +36,7 @@ def target_of(ref: str) -> str:
         return ref
     if ref in _entry_points():
         return _entry_points()[ref]
-    close = difflib.get_close_matches(ref, known_names(), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(ref, known_names(), cutoff=0.5)
     raise UnknownOperator(f"unknown operator {ref!r}{hint} (or give package.module:Name)")
 
 

@@ -3,17 +3,17 @@ validated by frozen pydantic models; every error names the file, the line and th
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 
 Origins = dict  # a key path into the spec, e.g. ("stages", "train", "params", "lr") -> (file, line)
 
@@ -90,13 +90,20 @@ class Spec(_Frozen):
     libraries_in_key: bool = False
     stages: dict[str, StageSpec] = {}
     loop: LoopSpec | None = None
+    # `stardag run` runs the grid of these values (key path -> values), as --sweep does
+    sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    # experiment trackers every run logs to, e.g. {mlflow: {uri: mlruns}} (as --track)
+    tracking: dict[str, dict[str, Any] | None] = {}
 
 
 class LoadedSpec:
     """A validated spec plus where each of its values came from."""
 
-    def __init__(self, spec: Spec, origins: Origins, path: Path, raw: dict):
+    def __init__(
+        self, spec: Spec, origins: Origins, path: Path, raw: dict, overrides: tuple[str, ...] = ()
+    ):
         self.spec, self.origins, self.path, self.raw = spec, origins, path, raw
+        self.overrides = overrides  # the --set texts, in order (the run record keeps them)
 
     def where(self, key_path: tuple) -> tuple[str | None, int | None]:
         """The (file, line) of the deepest known prefix of key_path."""
@@ -295,9 +302,22 @@ def _too_long(text: str) -> str:
 # --- merging: extends and --set ---------------------------------------------------------
 
 
+def structural(at: tuple) -> bool:
+    """Whether the mapping at key path `at` is the spec's structure (merged key by key by
+    `extends` and `--set`) rather than a value (replaced whole): the spec, `stages`, the
+    loop and its `stages`, a stage, and a stage's `params`, `inputs`, `resources` and
+    `resources.custom`. A param's value that is a mapping (`mix: {1: 0.5}`) and an input's
+    `{previous, initial}` are values."""
+    stage, inside = _split_stage(at)
+    if stage is not None:
+        return inside in ((), ("params",), ("inputs",), ("resources",), ("resources", "custom"))
+    return at in ((), ("stages",), ("loop",), ("loop", "stages"))
+
+
 def _merge(base: Any, over: Any, base_origins: Origins, over_origins: Origins, at: tuple):
-    """Deep-merge mappings; a null in the override deletes the key; anything else replaces."""
-    if isinstance(base, dict) and isinstance(over, dict):
+    """Merge the spec's structure key by key (`structural`); a null in the override deletes
+    the key; anything else, a mapping-valued param included, replaces whole."""
+    if isinstance(base, dict) and isinstance(over, dict) and structural(at):
         out = dict(base)
         for k, v in over.items():
             if v is None:
@@ -423,8 +443,10 @@ def _model_at(at: tuple) -> type[BaseModel] | None:
     if stage is not None:
         if len(inside) == 2 and inside[0] == "inputs":
             return PreviousRef
-        return {(): StageSpec, ("resources",): Resources}.get(inside)
-    return {(): Spec, ("loop",): LoopSpec}.get(at)
+        in_stage: dict[tuple, type[BaseModel]] = {(): StageSpec, ("resources",): Resources}
+        return in_stage.get(inside)
+    top: dict[tuple, type[BaseModel]] = {(): Spec, ("loop",): LoopSpec}
+    return top.get(at)
 
 
 def _apply_override(data: dict, origins: Origins, text: str):
@@ -444,26 +466,39 @@ def _apply_override(data: dict, origins: Origins, text: str):
                 origins[parts[: depth + 1]] = ("--set " + text, None)
             else:
                 known = set(node) | set(model.model_fields if model else ())
-                close = difflib.get_close_matches(part, sorted(known), n=3)
-                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                hint = did_you_mean(part, known)
                 raise SpecError(
                     f"no key {'.'.join(parts[: depth + 1])!r} in the spec{hint}", "--set " + text
                 )
         node = node[part] if isinstance(node, dict) else None
         if not isinstance(node, dict):
             raise SpecError(f"{'.'.join(parts[: depth + 1])!r} is not a mapping", "--set " + text)
+    where = ("--set " + text, None)
     if value is None:
         node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = value
+        _drop(origins, parts)
+        return
+    if isinstance(node.get(parts[-1]), dict) and isinstance(value, dict) and structural(parts):
+        # the same rule as `extends`: the spec's structure merges key by key
+        given = {parts + k: where for k in _key_paths(value)}
+        node[parts[-1]] = _merge(node[parts[-1]], value, origins, given, parts)
+        return
+    node[parts[-1]] = value
     _drop(origins, parts)
-    origins[parts] = ("--set " + text, None)
+    origins[parts] = where
+
+
+def _key_paths(value: Any, at: tuple = ()) -> list[tuple]:
+    """Every key path inside a mapping given as one value, itself (()) included."""
+    out = [at]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _key_paths(v, at + (k,))
+    return out
 
 
 def _unknown(kind: str, name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown {kind} {name!r}{hint}"
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)}"
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -471,7 +506,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     data, origins = _read_with_extends(path)
     for text in overrides:
         _apply_override(data, origins, text)
-    loaded = LoadedSpec(None, origins, path.resolve(), data)  # type: ignore[arg-type]
+    loaded = LoadedSpec(None, origins, path.resolve(), data, tuple(overrides))  # type: ignore[arg-type]
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
@@ -524,7 +559,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     return loaded
 
 
-def _describe(err: dict, key_path: tuple) -> str:
+def _describe(err: Mapping[str, Any], key_path: tuple) -> str:
     # within a stage, name the field from the stage: the error already names the stage
     stage, rel = _split_stage(key_path)
     field = ".".join(rel) or ("stage" if stage else "spec")

@@ -106,7 +106,7 @@ def client(address: str | None):
             c = JobSubmissionClient(addr)
     finally:
         os.environ.update(saved)
-    c.stardag_address = addr
+    c.stardag_address = addr  # type: ignore[attr-defined]  # where errors say it went
     return c
 
 
@@ -139,10 +139,14 @@ def _check_files(graph, working_dir: Path):
                 if value is None or Path(value).is_absolute():
                     continue  # an absolute path is taken to exist on the cluster
                 if not _inside(Path(file).resolve(), working_dir):
+                    file_, line = graph.loaded.where(
+                        graph.loaded.stage_path(node.stage) + ("params", name)
+                    )
                     raise SpecError(
                         f"param {name!r}: file {value} {hint}, or --set it to "
                         "an absolute path that exists on the cluster",
-                        *graph.loaded.where(graph.loaded.stage_path(node.stage) + ("params", name)),
+                        file_,
+                        line,
                         node.stage,
                     )
 
@@ -233,7 +237,7 @@ def prepare(
     from .spec import load_spec
 
     spec = Path(spec_path).resolve()
-    loaded = load_spec(spec, overrides)  # a bad spec fails here, before any upload
+    loaded = load_spec(spec, tuple(overrides))  # a bad spec fails here, before any upload
     if str(spec.parent) not in sys.path:
         sys.path.insert(0, str(spec.parent))  # `module:Name` operators beside the spec
     graph = compile_spec(loaded)

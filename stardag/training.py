@@ -18,12 +18,14 @@ the stage's output. The loop gets a `TrainSession` and never sees Ray or the sto
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from .operator import device_for
 
 Writer = Callable[[Path], None]
@@ -177,7 +179,16 @@ class RaySession(TrainSession):
 
 
 def _per_worker(args: dict):
-    args["__loop__"](args["__config__"], RaySession())
+    if not args.get("__mark__"):
+        args["__loop__"](args["__config__"], RaySession())
+        return
+    from .logs import Marked
+
+    stderr, sys.stderr = sys.stderr, Marked(sys.stderr)  # the loop's lines are the user's
+    try:
+        args["__loop__"](args["__config__"], RaySession())
+    finally:
+        sys.stderr = stderr
 
 
 def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output: Path) -> dict:
@@ -192,7 +203,7 @@ def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output:
     use_gpu = bool(scaling.gpus_per_worker)
     trainer = TorchTrainer(
         _per_worker,
-        train_loop_config={"__loop__": loop, "__config__": config},
+        train_loop_config={"__loop__": loop, "__config__": config, "__mark__": logs.marking},
         # NCCL needs CUDA: GPUs that Ray declares on a machine without any (logical GPUs)
         # train with gloo, on the CPU
         torch_config=TorchConfig(backend="nccl" if use_gpu and _cuda() else "gloo"),
@@ -213,13 +224,15 @@ def run_ray(loop, config: dict, scaling: Scaling, storage: tuple | None, output:
         ),
     )
     result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("distributed training ended without a checkpoint")
     with result.checkpoint.as_directory() as ckpt:
         for f in Path(ckpt).iterdir():
             if f.is_file():
                 shutil.copy2(f, output / f.name)
     if not storage:
         shutil.rmtree(path, ignore_errors=True)
-    return {k: v for k, v in dict(result.metrics).items() if not k.startswith("_")}
+    return {k: v for k, v in dict(result.metrics or {}).items() if not k.startswith("_")}
 
 
 def _cuda() -> bool:

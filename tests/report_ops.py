@@ -3,13 +3,20 @@ params: what `stardag report` reads, without a model."""
 
 import polars as pl
 
-from stardag.operator import Dataset, Model, Operator, Params
+from stardag.operator import Metric, Metrics, Model, Operator, Params
 
-METRICS = {"kind": "string", "slice": "string", "value": "float64", "n": "int64"}
+METRICS = Metrics(
+    kinds={
+        "accuracy": Metric("accuracy", show="score", short="acc"),
+        "truncated": Metric("truncated", whole=True),
+        "heldout": Metric("held-out problems", show="source"),
+    },
+    axis="held-out accuracy",
+)
 
 
 class Scores(Operator):
-    outputs = {"metrics": Dataset(METRICS)}
+    outputs = {"metrics": METRICS}
 
     class Params(Params):
         correct: list[int]  # per iteration, 0 first: right answers of `n`

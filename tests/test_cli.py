@@ -138,7 +138,7 @@ def test_gc_keeps_the_shards_of_stages_still_to_run_and_drops_the_others(spec, t
     assert store.partial_keys() == [pending]
 
 
-@pytest.mark.parametrize("command", ["run", "plan", "show", "dag", "gc", "ls"])
+@pytest.mark.parametrize("command", ["run", "plan", "show", "dag", "gc", "ls", "compare"])
 def test_every_command_has_help_with_an_example(command):
     out = invoke(command, "--help")
     assert out.exit_code == 0 and "Example:" in out.output

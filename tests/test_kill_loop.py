@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from support import bench
-from test_pipeline_e2e import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,12 +15,7 @@ kill_loop = bench("kill_loop").kill_loop
 
 # the trainer in-process and no Ray executor: the kills land in the stages, not in Ray's
 # start-up (bench/kill_loop.py runs the default pipeline as it is, on Ray)
-CI = [
-    *SMALL,
-    "stages.base.params.steps=200",
-    "stages.base.params.checkpoint_every=50",
-    "loop.stages.train.params.trainer=torch",
-]
+CI = bench("invalidation").CI
 
 
 def test_twenty_kills_in_a_row_never_leave_a_wrong_artifact_and_change_no_result(tmp_path):

@@ -110,13 +110,13 @@ def test_a_live_lease_of_another_host_is_respected_and_an_expired_one_taken_over
 def test_of_two_runs_taking_over_an_expired_lease_only_one_gets_it(tmp_path, monkeypatch):
     b, c = Store(tmp_path), Store(tmp_path)
     _lease(tmp_path, KEY, owner="dead", host="elsewhere", pid=1, expires=time.time() - 1)
-    judge = b._lease_dead
+    judge = b.leases.dead
 
     def judged_slowly(lease):  # while B decides the lease is free, C takes it
         assert c.acquire_lease(KEY, "c", ttl=30) is None
         return judge(lease)
 
-    monkeypatch.setattr(b, "_lease_dead", judged_slowly)
+    monkeypatch.setattr(b.leases, "dead", judged_slowly)
     holder = b.acquire_lease(KEY, "b", ttl=30)
     assert holder is not None and holder["owner"] == "c"
     assert json.loads((tmp_path / "leases" / f"{KEY}.json").read_text())["owner"] == "c"

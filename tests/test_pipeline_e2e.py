@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support import bench
 
 import stardag
 from stardag.cli import main
@@ -11,18 +12,7 @@ from stardag.cli import main
 pytestmark = pytest.mark.ray
 
 PIPELINES = Path(__file__).parent.parent / "pipelines"
-SMALL = [
-    "stages.problems.params.digits=[1, 2]",
-    "stages.problems.params.train_per_digit=8",
-    "stages.problems.params.heldout_per_digit=8",
-    "stages.base.params.steps=400",
-    "stages.base.params.n_layer=1",
-    "stages.base.params.n_embd=64",
-    "stages.base.params.corpus_size=5000",
-    "stages.base.params.mix={1: 0.5, 2: 0.5}",
-    "loop.iterations=2",
-    "loop.stages.train.params.steps=4",
-]
+SMALL = bench("invalidation").SMALL
 
 
 def test_the_default_pipeline_runs_reports_and_caches_and_its_variant_reuses_it(tmp_path):
@@ -74,3 +64,32 @@ def test_the_default_pipeline_runs_reports_and_caches_and_its_variant_reuses_it(
         assert plan[shared].status == "cached", shared
     assert plan["examples@1"].status == "run" and plan["examples@1"].causes == ["new"]
     assert "rationalized@1" not in plan
+
+    ablation = stardag.run(
+        PIPELINES / "star_no_rationalization.yaml", overrides=SMALL, store=store, progress=False
+    )
+    assert "base" not in ablation.computed() and "examples@1" in ablation.computed()
+    out = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            str(PIPELINES / "star.yaml"),
+            str(PIPELINES / "star_no_rationalization.yaml"),
+            "--store",
+            store,
+            "--slice",
+            "2",
+            *sum((["--set", s] for s in SMALL), []),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["accuracy", "[2]", "it", "0", "it", "1", "it", "2"]
+    assert [line.split()[0] for line in lines[1:3]] == ["star", "star_no_rationalization"]
+    head = lines[4].split()
+    assert head[:4] == ["iter", "variant", "n", "accuracy"] and "used:gen" in head
+    assert "acc[2]" in head and head[-1] == "time"
+    shared = next(line for line in lines if line.startswith("shared by all variants"))
+    for stage in ("problems", "base", "evaluate_base", "samples@1", "verified@1"):
+        assert stage in shared
+    assert "not computed" not in out.stdout

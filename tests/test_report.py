@@ -143,3 +143,64 @@ def test_the_plot_draws_the_training_loss_curves_beside_the_accuracy(tmp_path):
         plt.Axes.plot = real
     losses = [(label, ys) for _, label, ys in lines if label and label.startswith("iteration")]
     assert losses == [("iteration 1", [2.0, 1.0, 2 / 3]), ("iteration 2", [1.0, 0.5, 1 / 3])]
+
+
+def test_no_engine_module_mentions_the_star_method_or_its_metrics():
+    """The engine renders whatever metrics an operator declares: what STaR measures, and
+    its name, belong to operators/."""
+    import re
+    from pathlib import Path
+
+    words = re.compile(
+        r"(?-i:STaR)|Zelikman|rationali[sz]|faithful|train_used|\bgeneration\b|figure[ -]?4"
+        r"|held-?out|scratchpad",
+        re.IGNORECASE,
+    )
+    root = Path(__file__).resolve().parent.parent / "stardag"
+    offenders = [
+        f"{path.name}:{i}: {m.group(0)}"
+        for path in sorted(root.glob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        for m in words.finditer(line)
+    ]
+    assert offenders == []
+
+
+def test_the_report_shows_any_metrics_as_their_operator_declares_them():
+    from dataclasses import asdict
+
+    from stardag import report
+    from stardag.operator import Metric
+
+    kinds = {
+        "exact": Metric("exact match", show="score", short="em"),
+        "length": Metric("tokens", slices={"prompt": "in", "completion": "out"}, percent=False),
+        "corpus": Metric("corpus", show="source"),
+    }
+    rows = [
+        {"kind": "exact", "slice": "all", "value": 0.25, "n": 8},
+        {"kind": "exact", "slice": "news", "value": 0.5, "n": 4},
+        {"kind": "length", "slice": "completion", "value": 31.5, "n": 8},
+        {"kind": "length", "slice": "prompt", "value": 12.0, "n": 8},
+        {"kind": "corpus", "slice": "wmt.jsonl", "value": 1.0, "n": 8},
+        {"kind": "novel", "slice": "all", "value": 0.125, "n": 8},  # declared by no one
+    ]
+    entry = report.entry_of(1, rows, kinds)
+    assert entry["headline"] == "exact" and (entry["exact"], entry["n"]) == (0.25, 8)
+    assert entry["by_slice"] == {"news": 0.5} and entry["length"]["prompt"] == 12.0
+    assert entry["corpus"] == {"wmt.jsonl": 8} and entry["novel"] == {"all": 0.125}
+    data = {
+        "spec": "mt",
+        "metrics": {k: asdict(m) for k, m in report.resolve(kinds, rows).items()},
+        "iterations": [entry],
+        "not_computed": [],
+    }
+    head, line, note = report.table(data).splitlines()
+    assert (
+        head.split()
+        == (
+            "iter n exact match (95% CI) em[news] (95% CI, n) tokens:in tokens:out novel:all"
+        ).split()
+    )
+    assert "25.0% (7.1-59.1)" in line and line.split()[-3:] == ["12", "31.5", "12.5%"]
+    assert note == "corpus: wmt.jsonl (n=8)"

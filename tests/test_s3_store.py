@@ -125,7 +125,7 @@ def test_an_artifact_is_invisible_until_its_manifest_lands(s3):
             raise OSError("connection reset")
         return real(path, *a, **kw)
 
-    store._fs = _Wrapped(store.fs, fail_on_manifest)
+    store.backend.fs = _Wrapped(store.fs, fail_on_manifest)
     from stardag.errors import StoreError
 
     with pytest.raises(StoreError, match="publish"):
@@ -219,13 +219,13 @@ def test_of_two_runs_taking_over_an_expired_lease_on_s3_only_one_gets_it(s3, mon
     b, c = Store(s3), Store(s3)
     key = "34" * 32
     assert c.acquire_lease(key, "dead", ttl=-1) is None  # expired at once
-    judge = b._lease_dead
+    judge = b.leases.dead
 
     def judged_slowly(lease):  # while B decides the lease is free, C takes it
         assert c.acquire_lease(key, "c", ttl=30) is None
         return judge(lease)
 
-    monkeypatch.setattr(b, "_lease_dead", judged_slowly)
+    monkeypatch.setattr(b.leases, "dead", judged_slowly)
     holder = b.acquire_lease(key, "b", ttl=30)
     assert holder is not None and holder["owner"] == "c"
 
