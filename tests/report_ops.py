@@ -5,6 +5,25 @@ import polars as pl
 
 from stardag.operator import Metric, Metrics, Model, Operator, Params
 
+# a pipeline of these operators, as the report, compare and tracking tests use it: a score
+# before the loop, then two iterations of a training stage and a score after it
+SCORES_SPEC = """
+name: scores
+stages:
+  before:
+    op: report_ops:Scores
+    params: {correct: [0], n: 10}
+loop:
+  iterations: 2
+  stages:
+    train:
+      op: report_ops:Trained
+      params: {losses: [2.0, 1.5, 1.0]}
+    after:
+      op: report_ops:Scores
+      params: {correct: [0, 5, 10], n: 10}
+"""
+
 METRICS = Metrics(
     kinds={
         "accuracy": Metric("accuracy", show="score", short="acc"),

@@ -3,24 +3,8 @@ and what is missing; it runs nothing."""
 
 import json
 
+from report_ops import SCORES_SPEC as SPEC
 from support import cli, run, store_files, write
-
-SPEC = """
-name: scores
-stages:
-  before:
-    op: report_ops:Scores
-    params: {correct: [0], n: 10}
-loop:
-  iterations: 2
-  stages:
-    train:
-      op: report_ops:Trained
-      params: {losses: [2.0, 1.5, 1.0]}
-    after:
-      op: report_ops:Scores
-      params: {correct: [0, 5, 10], n: 10}
-"""
 
 VARIANT = """
 extends: scores.yaml

@@ -5,27 +5,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from report_ops import SCORES_SPEC as SPEC
 from support import run, write
 
 from stardag.cli import main
 from stardag.report import wilson
-
-SPEC = """
-name: scores
-stages:
-  before:
-    op: report_ops:Scores
-    params: {correct: [0], n: 10}
-loop:
-  iterations: 2
-  stages:
-    train:
-      op: report_ops:Trained
-      params: {losses: [2.0, 1.5, 1.0]}
-    after:
-      op: report_ops:Scores
-      params: {correct: [0, 5, 10], n: 10}
-"""
 
 
 @pytest.mark.parametrize(

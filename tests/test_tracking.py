@@ -4,24 +4,8 @@ run yields a complete tracked run too."""
 
 import json
 
+from report_ops import SCORES_SPEC as SPEC
 from support import cli, write
-
-SPEC = """
-name: scores
-stages:
-  before:
-    op: report_ops:Scores
-    params: {correct: [0], n: 10}
-loop:
-  iterations: 2
-  stages:
-    train:
-      op: report_ops:Trained
-      params: {losses: [2.0, 1.5, 1.0]}
-    after:
-      op: report_ops:Scores
-      params: {correct: [0, 5, 10], n: 10}
-"""
 
 
 def test_a_tracker_gets_params_metrics_training_steps_and_keys_of_each_sweep_point(tmp_path):
