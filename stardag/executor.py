@@ -10,6 +10,7 @@ import platform
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,16 @@ from .store import Store
 
 def run_stage(payload: dict) -> dict:
     """Load inputs, run the operator, publish its outputs. Returns the manifest, or
-    {"error": ...}; never leaves a staging directory behind on error."""
+    {"error": ...}; never leaves a staging directory behind on error. Its last line for the
+    user carries the payload's `said` token (see logs.drain)."""
+    try:
+        return _run_stage(payload)
+    finally:
+        if payload.get("said"):
+            logs.say("", said=payload["said"])
+
+
+def _run_stage(payload: dict) -> dict:
     for p in payload.get("sys_path", []):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -307,6 +317,7 @@ def check_address(address: str):
 
 
 WORKER_RETRIES = 2
+DRAIN_S = 30.0  # the longest wait, at the end of a run, for Ray to forward stages' last lines
 POLL_S = 1.0  # how often a run waiting on another run's stage looks for its result
 
 
@@ -388,6 +399,7 @@ class RayRunner:
                 interrupt.install()
         self._task = ray.remote(run_stage)
         self._inflight: dict[Any, str] = {}
+        self._said: dict[Any, str | None] = {}  # the token a task's last line carries
         self._refused: list[tuple[str, dict]] = []
 
     def submit(self, node_id: str, payload: dict, node: Node):
@@ -448,7 +460,10 @@ class RayRunner:
                 f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
                 "waiting for one (an autoscaler) to join"
             )
-        self._inflight[self._task.options(**options).remote(payload)] = node_id
+        said = uuid.uuid4().hex if payload.get("mark") else None
+        ref = self._task.options(**options).remote({**payload, "said": said})
+        self._inflight[ref] = node_id
+        self._said[ref] = said
 
     def _nodes(self) -> list[dict]:
         return [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
@@ -464,8 +479,11 @@ class RayRunner:
         out = []
         for ref in ready:
             node_id = self._inflight.pop(ref)
+            said = self._said.pop(ref, None)
             try:
                 out.append((node_id, self.ray.get(ref)))
+                if said:
+                    logs.expect(said)
             except Exception as e:  # a worker that died, or Ray itself failing
                 out.append((node_id, {"error": f"{type(e).__name__}: {e}"}))
         return out
@@ -474,6 +492,8 @@ class RayRunner:
         return len(self._inflight) + len(self._refused)
 
     def close(self):
+        if not logs.drain(DRAIN_S):
+            logs.say(f"warning: Ray forwarded no end line of a stage in {DRAIN_S} s")
         if self.started_here:
             self.ray.shutdown()
 

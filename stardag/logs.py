@@ -38,6 +38,37 @@ def say(text: str, **event: Any):
     sys.stderr.flush()
 
 
+# A stage run in another process ends with an empty marked line carrying `said`: a token
+# the driver knows. Ray forwards a worker's lines in order but late, so the driver waits for
+# each token of a stage that returned before Ray goes down; else the stage's last lines for
+# the user (its result, its accuracy) could be lost at the end of a run.
+_said = threading.Condition()
+_expected: set[str] = set()
+_seen: set[str] = set()
+
+
+def expect(token: str) -> None:
+    """A stage that ends with `token` returned: its lines will reach the driver."""
+    with _said:
+        _expected.add(token)
+
+
+def _saw(token: str) -> None:
+    with _said:
+        _seen.add(token)
+        _said.notify_all()
+
+
+def drain(timeout: float) -> bool:
+    """Wait until every expected stage's lines have been shown (at most `timeout` s, for a
+    Ray that forwards nothing); whether they were."""
+    with _said:
+        done = _said.wait_for(lambda: _expected <= _seen, timeout)
+        _expected.clear()
+        _seen.clear()
+    return done
+
+
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
@@ -93,6 +124,9 @@ class _Sieve(io.TextIOBase):
             text = line.split(MARK, 1)[1]
             if text.startswith(EVENT):
                 _, raw, text = text.split(EVENT, 2)
+                if '"said"' in raw:
+                    _saw(json.loads(raw)["said"])
+                    return
                 if self.live is not None:
                     event = json.loads(raw)
                     self.live.event(event)
