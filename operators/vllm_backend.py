@@ -62,12 +62,6 @@ def finish(output) -> str:
     return "stop" if isinstance(output.stop_reason, str) else "eos"
 
 
-def counted(output) -> tuple[int, str]:
-    """The completion's token count (the end token counted, as in vLLM's and OpenAI's usage,
-    and as the HF backend counts) and its finish reason."""
-    return len(output.token_ids), finish(output)
-
-
 class VLLMSampler:
     def __init__(self, config: dict):
         require_vllm()
@@ -93,7 +87,14 @@ class VLLMSampler:
         ]
         outs = self.llm.generate([text for _, _, text, _ in chunk], params, use_tqdm=False)
         rows = [
-            (i, k, o.outputs[0].text, len(o.prompt_token_ids), *counted(o.outputs[0]))
+            (
+                i,
+                k,
+                o.outputs[0].text,
+                len(o.prompt_token_ids),
+                len(o.outputs[0].token_ids),  # the end token counted, as the HF backend does
+                finish(o.outputs[0]),
+            )
             for (i, k, _, _), o in zip(chunk, outs)
         ]
         return pa.table(dict(zip(("i", "k", "text", "pt", "ct", "finish"), map(list, zip(*rows)))))
