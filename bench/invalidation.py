@@ -159,8 +159,8 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
 
     def reads(frame) -> set[str]:
         """Module-level names of `operators/` that this code looks up: global names (read
-        from the bytecode, so that `model.generate` is not taken for `hf.generate`), and
-        attributes read from a project module bound to a global name (`arith.scratchpad`)."""
+        from the bytecode, so that `model.generate` is not taken for `hf_common.generate`), and
+        attributes read from a project module bound to a global name (`addition.scratchpad`)."""
         code, g = frame.f_code, frame.f_globals
         out = set()
         names, attrs = global_loads(code)
@@ -215,7 +215,7 @@ def traced_run(ops_dir: Path, store: Path) -> tuple[dict[str, set[str]], dict[st
                 for value in list(vars(module).values()):
                     if callable(getattr(value, "cache_clear", None)):
                         value.cache_clear()
-        current.append(payload["node"])
+        current.append(payload.node)
         try:
             return real(payload)
         finally:

@@ -50,7 +50,7 @@ def prompts(n: int) -> list[str]:
 def backends(model: Path, n_prompts: int, batch: int, max_new: int, threads: int) -> dict:
     import polars as pl
 
-    from operators import hf
+    from operators import hf_common
     from operators.sample import Sample
     from operators.vllm_backend import VLLMSampler, chunks_of
     from stardag.operator import Context, DefaultResources
@@ -65,7 +65,7 @@ def backends(model: Path, n_prompts: int, batch: int, max_new: int, threads: int
     }
 
     p = Sample.Params(max_new_tokens=max_new, batch_size=batch, shard_size=10**6)
-    hf.load.cache_clear() if hasattr(hf.load, "cache_clear") else None
+    hf_common.load.cache_clear() if hasattr(hf_common.load, "cache_clear") else None
     t0 = time.perf_counter()
     out = Sample().run(Context(p, "bench", {}, DefaultResources(cpus=threads)), model, table)
     wall = time.perf_counter() - t0

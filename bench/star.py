@@ -88,12 +88,12 @@ def bench_sampler(
     import polars as pl
     import torch
 
-    from operators import hf
+    from operators import hf_common
     from operators.sample import Sample
     from stardag.operator import Context, DefaultResources
 
     torch.set_num_threads(threads)
-    model, tok = hf.load(str(model_dir))
+    model, tok = hf_common.load(str(model_dir))
     table = pl.DataFrame({"id": [str(i) for i in range(len(prompts))], "prompt": prompts})
     params = Sample.Params(max_new_tokens=max_new_tokens, batch_size=batch_size)
     ctx = Context(params, "bench", {}, DefaultResources(cpus=threads))
@@ -154,7 +154,7 @@ def bench_trainer(
     import polars as pl
     import torch
 
-    from operators import hf
+    from operators import hf_common
     from operators.shard_train import ShardTrain
     from stardag.operator import Context, DefaultResources
 
@@ -165,7 +165,7 @@ def bench_trainer(
 
         tok = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
-        data = hf.encode_examples(tok, examples, max_length)
+        data = hf_common.encode_examples(tok, examples, max_length)
         # batches drawn from a shuffled order, as the operator does: in file order the
         # examples come grouped by length and would need less padding
         import random
@@ -177,7 +177,7 @@ def bench_trainer(
         t0 = time.perf_counter()
         for step in range(steps):
             batch = [data[order[(step * batch_size + i) % len(data)]] for i in range(batch_size)]
-            ids, att, lab = hf.collate(batch, tok.pad_token_id)
+            ids, att, lab = hf_common.collate(batch, tok.pad_token_id)
             loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

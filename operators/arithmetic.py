@@ -18,12 +18,12 @@ class Arithmetic(Operator):
     def run(self, ctx):
         import polars as pl
 
-        from . import arith
+        from . import addition
 
         p = ctx.params
 
         def table(split, per_digit):
-            rows = arith.make_problems(p.seed, p.digits, per_digit, split=split)
+            rows = addition.make_problems(p.seed, p.digits, per_digit, split=split)
             return pl.DataFrame(
                 {
                     "id": [r["id"] for r in rows],

@@ -36,17 +36,17 @@ class CharModel(Operator):
     def run(self, ctx, exclude=None):
         import random
 
-        from . import arith, charlm, hf
+        from . import addition, hf_common, tiny_gpt
 
         p = ctx.params
-        hf.set_threads(ctx.resources.cpus)
+        hf_common.set_threads(ctx.resources.cpus)
         rng = random.Random(p.seed)
         held = set(exclude["question"].to_list()) if exclude is not None else None
-        corpus = arith.pretrain_examples(rng, p.corpus_size, p.mix, p.hint_share, exclude=held)
-        tok = charlm.make_tokenizer()
-        model = charlm.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)
+        corpus = addition.pretrain_examples(rng, p.corpus_size, p.mix, p.hint_share, exclude=held)
+        tok = tiny_gpt.make_tokenizer()
+        model = tiny_gpt.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)
         kept = ctx.checkpoint_dir("pretrain")  # checkpoints kept until the model is published
-        charlm.pretrain(
+        tiny_gpt.pretrain(
             model,
             tok,
             corpus,
@@ -60,4 +60,4 @@ class CharModel(Operator):
             checkpoint_every=p.checkpoint_every,
             resumed=lambda step: ctx.log(f"resumed from the checkpoint at step {step}"),
         )
-        hf.save(model, tok, ctx.output_dir("model"))
+        hf_common.save(model, tok, ctx.output_dir("model"))

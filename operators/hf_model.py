@@ -20,7 +20,7 @@ def check_model_path(src: Path):
     """A `path` must be a GGUF file or a Hugging Face model directory with safetensors
     weights: anything else is the user's to fix (InputError), found before loading."""
     if src.is_dir():
-        from .hf import require_safetensors
+        from .hf_common import require_safetensors
 
         if not (src / "config.json").is_file():
             raise InputError(f"{src}: not a Hugging Face model directory (no config.json)")
@@ -57,7 +57,7 @@ class HFModel(Operator):
             return self
 
     def run(self, ctx):
-        from . import hf
+        from . import hf_common
 
         p = ctx.params
         if p.path is not None:
@@ -66,7 +66,7 @@ class HFModel(Operator):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        hf.quiet()
+        hf_common.quiet()
         kwargs = {"dtype": getattr(torch, p.dtype), "trust_remote_code": p.trust_remote_code}
         if p.path is not None:
             src = Path(p.path)
@@ -95,6 +95,6 @@ class HFModel(Operator):
                 del model.config.quantization_config
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        hf.save(model, tok, ctx.output_dir("model"))
+        hf_common.save(model, tok, ctx.output_dir("model"))
         n = sum(t.numel() for t in model.parameters())
         ctx.log(f"{n / 1e6:.1f}M parameters saved as safetensors ({p.dtype})")

@@ -9,9 +9,9 @@ from stardag.operator import device_for
 def chunks_of(texts: list[str], p) -> list[list[tuple[int, list[tuple[int, int, str]]]]]:
     """The batch plan cut into shards of about `shard_size` samples (whole batches): each
     chunk is [(batch number, [(prompt index, sample index, prompt), ...]), ...]."""
-    from . import hf
+    from . import hf_common
 
-    plan = hf.batch_plan(texts, p.n, p.batch_size)
+    plan = hf_common.batch_plan(texts, p.n, p.batch_size)
     per = max(1, p.shard_size // p.batch_size)
     return [
         [(b, [(i, k, texts[i]) for i, k in plan[b]]) for b in range(s, min(s + per, len(plan)))]
@@ -21,21 +21,23 @@ def chunks_of(texts: list[str], p) -> list[list[tuple[int, list[tuple[int, int, 
 
 class HFSampler:
     def __init__(self, config: dict):
-        from . import hf
+        from . import hf_common
 
-        hf.set_threads(config["cpus"])
+        hf_common.set_threads(config["cpus"])
         self.config = config
-        self.model, self.tok = hf.load(config["model"], config["dtype"], device_for(config["gpus"]))
+        self.model, self.tok = hf_common.load(
+            config["model"], config["dtype"], device_for(config["gpus"])
+        )
 
     def __call__(self, index: int, chunk):
         import pyarrow as pa
 
-        from . import hf
+        from . import hf_common
 
         c = self.config
         rows = []
         for b, jobs in chunk:
-            got = hf.generate_batch(
+            got = hf_common.generate_batch(
                 self.model,
                 self.tok,
                 [text for _, _, text in jobs],
@@ -47,4 +49,4 @@ class HFSampler:
                 seed=c["seed"],
             )
             rows += [(i, k, *sample) for (i, k, _), sample in zip(jobs, got)]
-        return pa.table(dict(zip(hf.SHARD_COLUMNS, map(list, zip(*rows)))))
+        return pa.table(dict(zip(hf_common.SHARD_COLUMNS, map(list, zip(*rows)))))

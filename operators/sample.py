@@ -57,7 +57,7 @@ def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str, shard
 
     import polars as pl
 
-    from . import hf
+    from . import hf_common
 
     texts = prompts[prompt_column].to_list()
     config = {
@@ -84,7 +84,9 @@ def sample_table(ctx, model, prompts, p: SampleParams, prompt_column: str, shard
 
     tables = ctx.map(worker, config, chunks, name=shards, workers=workers_of(p), landed=landed)
     rows = [
-        row for t in tables for row in zip(*(t.column(c).to_pylist() for c in hf.SHARD_COLUMNS))
+        row
+        for t in tables
+        for row in zip(*(t.column(c).to_pylist() for c in hf_common.SHARD_COLUMNS))
     ]
     schema = {
         "_row": pl.Int64,

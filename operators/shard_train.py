@@ -61,7 +61,7 @@ class TrainParams(Params):
     # about a third more compute, the same loss
     gradient_checkpointing: bool = False
     # the batch's examples laid end to end in rows of max_length tokens, each attending only
-    # to itself: less padding, the same loss (see hf.pack)
+    # to itself: less padding, the same loss (see hf_common.pack)
     packing: bool = False
 
 
@@ -81,14 +81,14 @@ def train_loop(config: dict, session):
     """Runs on every worker (a stardag.training.TrainSession: its rank, device, checkpoints)."""
     import torch
 
-    from . import hf
+    from . import hf_common
 
     rank, world = session.rank, session.world_size
-    hf.set_threads(config["cpus_per_worker"])
+    hf_common.set_threads(config["cpus_per_worker"])
     torch.manual_seed(config["seed"])
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf.quiet()
+    hf_common.quiet()
     tok = AutoTokenizer.from_pretrained(config["start"])
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -103,7 +103,7 @@ def train_loop(config: dict, session):
     inner = getattr(model, "module", model)
     # fewer examples than workers: every worker takes them all rather than none
     shard = config["examples"][rank::world] or config["examples"]
-    data = hf.encode_examples(tok, shard, config["max_length"])
+    data = hf_common.encode_examples(tok, shard, config["max_length"])
     rng = random.Random(config["seed"] * 1000 + rank)
     trainable = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=config["lr"], weight_decay=config["weight_decay"])
@@ -112,11 +112,11 @@ def train_loop(config: dict, session):
     bs, steps = config["batch_size"], config["total_steps"]
     t0, losses = time.monotonic(), []
     first = 0
-    state_dir = hf.latest_state(session.latest_checkpoint())
+    state_dir = hf_common.latest_state(session.latest_checkpoint())
     if state_dir is not None:
-        state = hf.load_state(state_dir, inner, opt, rank)
+        state = hf_common.load_state(state_dir, inner, opt, rank)
         first, order, losses = state["step"], state["order"], state["losses"]
-        rng.setstate(hf.as_rng_state(state["rng"]))
+        rng.setstate(hf_common.as_rng_state(state["rng"]))
         if rank == 0:
             say(f"resumed training from the checkpoint at step {first} of {steps}")
     seen, since, logged = 0, time.monotonic(), len(losses)
@@ -132,11 +132,12 @@ def train_loop(config: dict, session):
             seen += sum(len(ids) for ids, _ in batch)
             if config["packing"]:
                 ids, pos, lab = (
-                    t.to(device) for t in hf.pack(batch, config["max_length"], tok.pad_token_id)
+                    t.to(device)
+                    for t in hf_common.pack(batch, config["max_length"], tok.pad_token_id)
                 )
                 inputs = dict(input_ids=ids, position_ids=pos, labels=lab, use_cache=False)
             else:
-                ids, att, lab = (t.to(device) for t in hf.collate(batch, tok.pad_token_id))
+                ids, att, lab = (t.to(device) for t in hf_common.collate(batch, tok.pad_token_id))
                 inputs = dict(input_ids=ids, attention_mask=att, labels=lab)
             with torch.autocast(
                 device_type="cuda", dtype=torch.bfloat16, enabled=config["bf16"] and device != "cpu"
@@ -144,7 +145,9 @@ def train_loop(config: dict, session):
                 loss = model(**inputs).loss / config["grad_accum"]
             loss.backward()
         for g in opt.param_groups:
-            g["lr"] = hf.lr_at(step, steps, config["lr"], config["warmup"], config["min_lr_ratio"])
+            g["lr"] = hf_common.lr_at(
+                step, steps, config["lr"], config["warmup"], config["min_lr_ratio"]
+            )
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         losses.append(loss.item() * config["grad_accum"])
@@ -160,7 +163,7 @@ def train_loop(config: dict, session):
         if (step + 1) % config["checkpoint_every"] == 0 and step + 1 < steps:
             done = step + 1
             session.checkpoint(
-                lambda d, done=done, order=order: hf.save_state(
+                lambda d, done=done, order=order: hf_common.save_state(
                     d, inner, opt, done, order, rng, losses, rank
                 ),
                 {"step": done},
@@ -178,7 +181,7 @@ def train_loop(config: dict, session):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 final = final.merge_and_unload()
-        hf.save(final, tok, out)
+        hf_common.save(final, tok, out)
         write_training_log(out, losses, config)
 
     session.finish(save_model, metrics)
@@ -193,7 +196,7 @@ def write_training_log(out: Path, losses: list[float], config: dict):
     reproducible; a resumed training logs the steps before the kill from its checkpoint."""
     import json
 
-    from . import hf
+    from . import hf_common
 
     steps = config["total_steps"]
     log = {
@@ -201,7 +204,9 @@ def write_training_log(out: Path, losses: list[float], config: dict):
             {
                 "step": i + 1,
                 "loss": loss,
-                "lr": hf.lr_at(i, steps, config["lr"], config["warmup"], config["min_lr_ratio"]),
+                "lr": hf_common.lr_at(
+                    i, steps, config["lr"], config["warmup"], config["min_lr_ratio"]
+                ),
             }
             for i, loss in enumerate(losses)
         ]

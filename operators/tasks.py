@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from . import arith
+from . import addition
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ def _digits(answer: str) -> str:
 register(
     Task(
         "arithmetic",
-        lambda completion, question: arith.parse_answer(completion),
+        lambda completion, question: addition.parse_answer(completion),
         _digits,
-        arith.check_steps,
+        addition.check_steps,
     )
 )
 

@@ -3,7 +3,7 @@
 Starting from the operator class, every name its code uses is looked up where Python would
 find it: a function, class or module-level value of the same module, or an import, followed
 into the imported module (attribute access on modules too: `hf.load` is `load` of
-`operators/hf.py`). Each definition counts as the normalized AST of the statements that bind
+`operators/hf_common.py`). Each definition counts as the normalized AST of the statements that bind
 its name (docstrings, comments and formatting do not count); a class counts whole, with its
 methods, bases and decorators. Installed third-party packages and the standard library are
 not followed: the versions of the third-party ones reached are recorded instead. The engine

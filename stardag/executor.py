@@ -12,7 +12,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,115 +26,136 @@ from .store import Store
 # --- the task: runs wherever the runner puts it ------------------------------------------
 
 
-def run_stage(payload: dict) -> dict:
-    """Load inputs, run the operator, publish its outputs. Returns the manifest, or
-    {"error": ...}; never leaves a staging directory behind on error. Its last line for the
-    user carries the payload's `said` token (see logs.drain)."""
+@dataclass(frozen=True)
+class Payload:
+    """What a stage's task gets: everything it needs to run the operator and publish its
+    outputs, in plain values (it crosses to a Ray worker)."""
+
+    store: str
+    node: str
+    iteration: int | None
+    key: str
+    target: str
+    params: dict
+    inputs: dict[str, dict]  # input name -> {"key", "output", "kind"}
+    resources: Any
+    sys_path: list[str]
+    manifest: dict  # the manifest's parts known before the stage runs
+    mark: bool = False  # the worker's lines are marked for the user (see logs)
+    said: str | None = None  # the token its last line carries (see logs.drain)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a stage's task returns: the published manifest, or why there is none."""
+
+    manifest: dict | None = None
+    error: str | None = None
+    traceback: str | None = None
+    corrupt: str | None = None  # the key of a corrupt input: quarantined, to recompute
+    bad_input: bool = False  # the user's input is wrong (no traceback)
+
+    @classmethod
+    def failed(cls, error: str, **why: Any) -> Outcome:
+        return cls(error=error, **why)
+
+
+def run_stage(payload: Payload) -> Outcome:
+    """Load inputs, run the operator, publish its outputs. Never raises for a stage that
+    failed and never leaves a staging directory behind. Its last line for the user carries
+    the payload's `said` token (see logs.drain)."""
     try:
         return _run_stage(payload)
     finally:
-        if payload.get("said"):
-            logs.say("", said=payload["said"])
+        if payload.said:
+            logs.say("", said=payload.said)
 
 
-def _run_stage(payload: dict) -> dict:
-    for p in payload.get("sys_path", []):
+def _run_stage(payload: Payload) -> Outcome:
+    for p in payload.sys_path:
         if p not in sys.path:
             sys.path.insert(0, p)
+    logs.marking = payload.mark  # this worker's lines for the user
+    store = Store(payload.store)
+    try:
+        return Outcome(manifest=_compute(payload, store))
+    except CorruptArtifact as e:
+        return Outcome.failed(str(e), corrupt=e.key)
+    except InputError as e:  # the user's input is wrong: the message says where, no traceback
+        return Outcome.failed(str(e), bad_input=True)
+    except StoreError as e:  # the store failed (full, read-only, gone): its message says how
+        return Outcome.failed(str(e))
+    except BaseException as e:  # the operator's failure is reported, not raised through Ray
+        from .interrupt import by_signal
+
+        if isinstance(e, KeyboardInterrupt) and by_signal():  # the user's, not the operator's
+            raise
+        if isinstance(e, SystemExit):
+            error = f"the operator called sys.exit({e.code!r})"
+        else:
+            error = (
+                f"{type(e).__name__}: {e}" if str(e) else f"the operator raised {type(e).__name__}"
+            )
+        return Outcome.failed(error, traceback=traceback.format_exc())
+
+
+def _compute(payload: Payload, store: Store) -> dict:
+    """Run the operator on its inputs and publish what it returns; the published manifest."""
     from .graph import keyed_files
     from .operator import Context, Dataset
     from .registry import resolve
 
-    logs.marking = payload.get("mark", False)  # this worker's lines for the user
-    store = Store(payload["store"])
-    staging = None
-    try:
-        op = resolve(payload["target"])
-        # validated strictly at compile time; this rebuilds them from their JSON form
-        params = op.Params.model_validate(payload["params"], strict=False)
-        keyed = payload["manifest"]["record"]["params"]
-        _same_files(keyed_files(op, payload["params"], keyed), keyed, "before the stage ran")
-        inputs: dict[str, Any] = {}
-        untouched: dict[str, tuple[str, Path, dict]] = {}
-        for name, src in payload["inputs"].items():
-            if src["kind"] == "dataset":
-                import polars as pl
+    op = resolve(payload.target)
+    # validated strictly at compile time; this rebuilds them from their JSON form
+    params = op.Params.model_validate(payload.params, strict=False)
+    keyed = payload.manifest["record"]["params"]
+    _same_files(keyed_files(op, payload.params, keyed), keyed, "before the stage ran")
+    inputs: dict[str, Any] = {}
+    untouched: dict[str, tuple[str, Path, dict]] = {}
+    for name, src in payload.inputs.items():
+        if src["kind"] == "dataset":
+            import polars as pl
 
-                inputs[name] = pl.from_arrow(store.read_table(src["key"], src["output"]))
-            else:
-                inputs[name] = store.model_dir(src["key"], src["output"])
-                untouched[name] = (src["key"], inputs[name], _listing(inputs[name]))
-        staging = store.begin(payload["key"])
+            inputs[name] = pl.from_arrow(store.read_table(src["key"], src["output"]))
+        else:
+            inputs[name] = store.model_dir(src["key"], src["output"])
+            untouched[name] = (src["key"], inputs[name], _listing(inputs[name]))
+    with store.staging(payload.key) as staging:
         model_outputs = {
             n: staging.output_dir(n) for n, p in op.outputs.items() if not isinstance(p, Dataset)
         }
         ctx = Context(
             params,
-            payload["node"],
+            payload.node,
             model_outputs,
-            payload["resources"],
-            shards=lambda name: store.shards(payload["key"], name),
-            storage=lambda name: _under(store.shards(payload["key"], name).location(), name),
+            payload.resources,
+            shards=lambda name: store.shards(payload.key, name),
+            storage=lambda name: _under(store.shards(payload.key, name).location(), name),
         )
         started = time.time()
         result = op().run(ctx, **inputs)
         seconds = time.time() - started
         for name, (key, path, before) in untouched.items():
             _unchanged_input(store, name, key, path, before)
-        _same_files(keyed_files(op, payload["params"], keyed), keyed, "while the stage ran")
+        _same_files(keyed_files(op, payload.params, keyed), keyed, "while the stage ran")
         outputs = {}
         for name, port in op.outputs.items():
             if isinstance(port, Dataset):
                 outputs[name] = store.write_table(staging, name, _output_table(op, name, result))
             else:
                 outputs[name] = store.seal_directory(staging, name)
-        manifest = {
-            **payload["manifest"],
-            "outputs": outputs,
-            "timings": {"started": started, "seconds": round(seconds, 4)},
-            "host": platform.node(),
-            "libraries": _libraries(),
-        }
-        published = store.publish(staging, manifest)
-        store.drop_partial(payload["key"])
-        return published
-    except CorruptArtifact as e:
-        if staging:
-            store.discard(staging)
-        return {"error": str(e), "corrupt": e.key}
-    except StoreError as e:  # the store failed (full, read-only, gone): its message says how
-        if staging:
-            store.discard(staging)
-        return {"error": str(e)}
-    except InputError as e:  # the user's input is wrong: the message says where, no traceback
-        if staging:
-            store.discard(staging)
-        return {"error": str(e), "bad_input": True}
-    except BaseException as e:  # the operator's failure is reported, not raised through Ray
-        from .interrupt import by_signal
-
-        if isinstance(e, KeyboardInterrupt) and by_signal():  # the user's, not the operator's
-            if staging:
-                store.discard(staging)
-            raise
-        if staging:
-            try:
-                staging.check()  # an operator failing to write, because the store went away
-            except StoreError as lost:
-                return {"error": str(lost)}
-            finally:
-                store.discard(staging)
-        if isinstance(e, SystemExit):
-            return {
-                "error": f"the operator called sys.exit({e.code!r})",
-                "traceback": traceback.format_exc(),
-            }
-        return {
-            "error": f"{type(e).__name__}: {e}"
-            if str(e)
-            else f"the operator raised {type(e).__name__}",
-            "traceback": traceback.format_exc(),
-        }
+        published = store.publish(
+            staging,
+            {
+                **payload.manifest,
+                "outputs": outputs,
+                "timings": {"started": started, "seconds": round(seconds, 4)},
+                "host": platform.node(),
+                "libraries": _libraries(),
+            },
+        )
+    store.drop_partial(payload.key)
+    return published
 
 
 def _under(location: tuple, name: str) -> tuple:
@@ -254,12 +275,12 @@ class LocalRunner:
     """Runs stages one at a time in this process."""
 
     def __init__(self):
-        self._done: list[tuple[str, dict]] = []
+        self._done: list[tuple[str, Outcome]] = []
 
-    def submit(self, node_id: str, payload: dict, node: Node):
+    def submit(self, node_id: str, payload: Payload, node: Node):
         self._done.append((node_id, run_stage(payload)))
 
-    def wait(self, timeout: float | None = None) -> list[tuple[str, dict]]:
+    def wait(self, timeout: float | None = None) -> list[tuple[str, Outcome]]:
         done, self._done = self._done, []
         return done
 
@@ -318,6 +339,7 @@ def check_address(address: str):
 
 WORKER_RETRIES = 2
 DRAIN_S = 30.0  # the longest wait, at the end of a run, for Ray to forward stages' last lines
+CORRUPT_RETRIES = 2  # how often a stage's corrupt input is recomputed before the run fails
 POLL_S = 1.0  # how often a run waiting on another run's stage looks for its result
 
 
@@ -400,9 +422,9 @@ class RayRunner:
         self._task = ray.remote(run_stage)
         self._inflight: dict[Any, str] = {}
         self._said: dict[Any, str | None] = {}  # the token a task's last line carries
-        self._refused: list[tuple[str, dict]] = []
+        self._refused: list[tuple[str, Outcome]] = []
 
-    def submit(self, node_id: str, payload: dict, node: Node):
+    def submit(self, node_id: str, payload: Payload, node: Node):
         r = node.resources
         # a worker that dies (a killed process, a lost node) is retried, and the stage
         # resumes from its committed shards; an operator's error is a result, never retried
@@ -447,12 +469,10 @@ class RayRunner:
                 self._refused.append(
                     (
                         node_id,
-                        {
-                            "error": (
-                                f"it needs {wanted}, and no node of this Ray has that much ({have}): "
-                                "lower the stage's resources, or run it on a cluster with --address"
-                            )
-                        },
+                        Outcome.failed(
+                            f"it needs {wanted}, and no node of this Ray has that much ({have}): "
+                            "lower the stage's resources, or run it on a cluster with --address"
+                        ),
                     )
                 )
                 return
@@ -460,8 +480,8 @@ class RayRunner:
                 f"  {node_id}: needs {wanted}, which no node of the cluster has now ({have}); "
                 "waiting for one (an autoscaler) to join"
             )
-        said = uuid.uuid4().hex if payload.get("mark") else None
-        ref = self._task.options(**options).remote({**payload, "said": said})
+        said = uuid.uuid4().hex if payload.mark else None
+        ref = self._task.options(**options).remote(replace(payload, said=said))
         self._inflight[ref] = node_id
         self._said[ref] = said
 
@@ -471,7 +491,7 @@ class RayRunner:
     def _fits(self, need: dict) -> bool:
         return any(all(res.get(k, 0) >= v for k, v in need.items()) for res in self._nodes())
 
-    def wait(self, timeout: float | None = None) -> list[tuple[str, dict]]:
+    def wait(self, timeout: float | None = None) -> list[tuple[str, Outcome]]:
         if self._refused:
             out, self._refused = self._refused, []
             return out
@@ -485,7 +505,7 @@ class RayRunner:
                 if said:
                     logs.expect(said)
             except Exception as e:  # a worker that died, or Ray itself failing
-                out.append((node_id, {"error": f"{type(e).__name__}: {e}"}))
+                out.append((node_id, Outcome.failed(f"{type(e).__name__}: {e}")))
         return out
 
     def busy(self) -> int:
@@ -550,168 +570,248 @@ def execute(
 ) -> RunResult:
     """Run the selected nodes (in topological order). Starts the runner only if some node
     must really be computed."""
-    nodes = graph.nodes
-    manifests: dict[str, dict | None] = {}
-    results: dict[str, NodeResult] = {}
-    pending = list(selected)
-    waiting: dict[str, tuple[str, dict]] = {}  # node -> (key, input hashes): another run has it
-    runner = None
-    leases: Leases | None = None
-    show = Progress(progress, len(selected))
-    failure: StageFailed | None = None
-    retries: dict[str, int] = {}
-    store.clean_tmp()
+    return Driver(graph, store, selected, force, runner_factory, sys_path, progress).run()
 
-    def found(node_id: str, key: str, hashes: dict, manifest: dict, how: str):
-        manifests[node_id] = manifest
-        results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
-        _write_ref(store, graph, nodes[node_id], key, hashes, manifest)
-        show.finished(node_id, how)
 
-    def launch(node_id: str, key: str, hashes: dict) -> bool:
+class Driver:
+    """One run of a graph. Each round it answers from the store, or launches, every node
+    whose inputs are known (`ready`), looks again at the nodes another run is computing
+    (`waiting`), and takes in what the runner finished (`collect`); a stage that found an
+    input corrupt has it recomputed, then runs again (`retry_corrupt`)."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        store: Store,
+        selected: list[str],
+        force: set[str],
+        runner_factory: Callable[[], Any],
+        sys_path: list[str],
+        progress: bool = True,
+    ):
+        self.graph, self.store, self.nodes = graph, store, graph.nodes
+        self.force, self.sys_path, self.progress = force, sys_path, progress
+        self.runner_factory = runner_factory
+        self.runner: Any = None
+        self.leases: Leases | None = None
+        self.pending = list(selected)
+        self.waiting: dict[str, tuple[str, dict]] = {}  # node -> (key, hashes): another run has it
+        self.manifests: dict[str, dict | None] = {}  # None: running
+        self.results: dict[str, NodeResult] = {}
+        self.retries: dict[str, int] = {}
+        self.failure: StageFailed | None = None
+        self.show = Progress(progress, len(selected))
+
+    def run(self) -> RunResult:
+        self.store.clean_tmp()
+        stopped: BaseException | None = None
+        try:
+            self._loop()
+        except KeyboardInterrupt as e:
+            stopped = e
+            raise
+        finally:
+            self._close(stopped)
+        if self.failure:
+            raise self.failure
+        return RunResult(self.graph.name, self.results)
+
+    def _loop(self):
+        while self.pending or self.waiting or self._busy():
+            finished_before = self.show.n
+            launched = self.ready()
+            launched |= self.recheck_waiting()
+            if self._busy():
+                self.collect(timeout=POLL_S if self.waiting else None)
+                continue
+            if self.failure:
+                return
+            if self.waiting:
+                time.sleep(POLL_S)
+            elif self.pending and not launched and self.show.n == finished_before:
+                raise StardagError(f"internal: nothing runnable, pending {self.pending}")
+
+    def _busy(self) -> bool:
+        return self.runner is not None and bool(self.runner.busy())
+
+    def ready(self) -> bool:
+        """Answer from the store, or launch, each pending node whose inputs are all known.
+        True if one was launched."""
+        launched = False
+        for node_id in list(self.pending):
+            node = self.nodes[node_id]
+            if self.failure or any(self.manifests.get(dep) is None for dep in node.deps):
+                continue
+            self.pending.remove(node_id)
+            hashes = input_hashes(node, self.manifests)
+            key = node_key(node, hashes).digest
+            manifest = self._stored(node_id, key)
+            try:
+                refreshed = manifest is None and refresh_files(node)
+            except InputError as e:
+                self.failure = StageFailed(node_id, node.op_ref, str(e), bad_input=True)
+                continue
+            if refreshed:
+                # a file param changed since the spec was read: key what it holds now
+                key = node_key(node, hashes).digest
+                manifest = self._stored(node_id, key)
+            if manifest is not None:
+                self.found(node_id, key, hashes, manifest, "cached")
+            else:
+                launched |= self.launch(node_id, key, hashes)
+        return launched
+
+    def recheck_waiting(self) -> bool:
+        """The nodes another run is computing: take its result once published, or compute
+        it here once its lease is gone. True if one was launched."""
+        launched = False
+        for node_id, (key, hashes) in list(self.waiting.items()):
+            if self.failure:
+                self.waiting.clear()
+                break
+            manifest = self.store.manifest(key)
+            if manifest is not None:
+                self.waiting.pop(node_id)
+                self.found(node_id, key, hashes, manifest, "cached (computed by another run)")
+            else:
+                launched |= self.launch(node_id, key, hashes)
+        return launched
+
+    def launch(self, node_id: str, key: str, hashes: dict) -> bool:
         """Submit the stage, unless another run holds its lease: then wait for it."""
-        nonlocal runner, leases
-        if leases is None:
-            leases = Leases(store)
-        holder = leases.acquire(key)
-        manifests[node_id] = None
+        if self.leases is None:
+            self.leases = Leases(self.store)
+        holder = self.leases.acquire(key)
+        self.manifests[node_id] = None
         if holder is not None:
-            if node_id not in waiting:
-                show.line(
+            if node_id not in self.waiting:
+                self.show.line(
                     node_id,
                     f"waiting: another run is computing it "
                     f"({holder.get('host')} pid {holder.get('pid')})",
                 )
-            waiting[node_id] = (key, hashes)
+            self.waiting[node_id] = (key, hashes)
             return False
-        waiting.pop(node_id, None)
-        manifest = None if node_id in force else store.manifest(key)  # published meanwhile?
+        self.waiting.pop(node_id, None)
+        manifest = self._stored(node_id, key)  # published meanwhile?
         if manifest is not None:
-            leases.release(key)
-            found(node_id, key, hashes, manifest, "cached (computed by another run)")
+            self.leases.release(key)
+            self.found(node_id, key, hashes, manifest, "cached (computed by another run)")
             return False
-        if runner is None:
-            runner = runner_factory()
+        if self.runner is None:
+            self.runner = self.runner_factory()
+        node = self.nodes[node_id]
         causes, _ = stale_causes(
-            nodes[node_id], store.read_ref(graph.name, node_id), hashes, node_id in force
+            node, self.store.read_ref(self.graph.name, node_id), hashes, node_id in self.force
         )
-        show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
-        results[node_id] = NodeResult(node_id, "running", key, started=time.monotonic())
-        runner.submit(
-            node_id,
-            _payload(graph, store, nodes[node_id], key, hashes, manifests, sys_path),
-            nodes[node_id],
-        )
+        self.show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
+        self.results[node_id] = NodeResult(node_id, "running", key, started=time.monotonic())
+        self.runner.submit(node_id, self._payload(node, key, hashes), node)
         return True
 
-    stopped: BaseException | None = None
-    try:
-        while pending or waiting or (runner and runner.busy()):
-            launched, finished_before = False, show.n
-            for node_id in list(pending):
-                node = nodes[node_id]
-                if failure or any(
-                    dep not in manifests or manifests[dep] is None for dep in node.deps
-                ):
-                    continue
-                pending.remove(node_id)
-                hashes = input_hashes(node, manifests)
-                key = node_key(node, hashes).digest
-                manifest = None if node_id in force else store.manifest(key)
-                try:
-                    refreshed = manifest is None and refresh_files(node)
-                except InputError as e:
-                    failure = StageFailed(node_id, node.op_ref, str(e), bad_input=True)
-                    continue
-                if refreshed:
-                    # a file param changed since the spec was read: key what it holds now
-                    key = node_key(node, hashes).digest
-                    manifest = None if node_id in force else store.manifest(key)
-                if manifest is not None:
-                    found(node_id, key, hashes, manifest, "cached")
-                    continue
-                launched |= launch(node_id, key, hashes)
-            for node_id, (key, hashes) in list(waiting.items()):
-                if failure:
-                    waiting.clear()
-                    break
-                manifest = store.manifest(key)
-                if manifest is not None:
-                    waiting.pop(node_id)
-                    found(node_id, key, hashes, manifest, "cached (computed by another run)")
-                else:
-                    launched |= launch(node_id, key, hashes)
-            if runner is None or not runner.busy():
-                if waiting and not failure:
-                    time.sleep(POLL_S)
-                    continue
-                if pending and not launched and show.n == finished_before and not failure:
-                    raise StardagError(f"internal: nothing runnable, pending {pending}")
-                if not pending or failure:
-                    break
+    def collect(self, timeout: float | None):
+        """Take in the stages the runner finished: published, or failed."""
+        for node_id, out in self.runner.wait(timeout=timeout):
+            res = self.results[node_id]
+            res.seconds = time.monotonic() - res.started
+            if self.leases is not None:
+                self.leases.release(res.key)
+            if out.manifest is None:
+                if not self.retry_corrupt(node_id, out):
+                    self._failed(node_id, res, out)
                 continue
-            for node_id, out in runner.wait(timeout=POLL_S if waiting else None):
-                res = results[node_id]
-                res.seconds = time.monotonic() - res.started
-                if leases is not None:
-                    leases.release(res.key)
-                if "error" in out:
-                    if out.get("corrupt") and retries.get(node_id, 0) < 2:
-                        # an input was corrupt: it is quarantined now; recompute it, then us
-                        retries[node_id] = retries.get(node_id, 0) + 1
-                        bad = [
-                            p for p, m in manifests.items() if m and m.get("key") == out["corrupt"]
-                        ]
-                        for p in bad:
-                            manifests.pop(p)
-                            results.pop(p, None)
-                            pending.insert(0, p)
-                        manifests.pop(node_id)
-                        results.pop(node_id)
-                        pending.append(node_id)
-                        pending.sort(key=list(nodes).index)
-                        show.line(node_id, f"input corrupt; recomputing {', '.join(bad)}")
-                        continue
-                    if out.get("traceback") and progress:
-                        print(out["traceback"], file=sys.stderr)
-                    show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
-                    failure = failure or StageFailed(
-                        node_id,
-                        nodes[node_id].op_ref,
-                        out["error"],
-                        bad_input=bool(out.get("bad_input")),
-                    )
-                    continue
-                manifests[node_id] = out
-                res.status, res.manifest = "computed", out
-                hashes = out["record"]["inputs"]
-                _write_ref(store, graph, nodes[node_id], res.key, hashes, out)
-                rows = [f"{v['rows']} rows" for v in out["outputs"].values() if "rows" in v]
-                show.finished(
-                    node_id,
-                    f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
-                )
-    except KeyboardInterrupt as e:
-        stopped = e
-        raise
-    finally:
-        if leases is not None:
-            leases.close()
-        if runner is not None:
-            runner.close()
-        if runner is not None or failure or stopped or results:
+            self.manifests[node_id] = out.manifest
+            res.status, res.manifest = "computed", out.manifest
+            _write_ref(
+                self.store,
+                self.graph,
+                self.nodes[node_id],
+                res.key,
+                out.manifest["record"]["inputs"],
+                out.manifest,
+            )
+            rows = [f"{v['rows']} rows" for v in out.manifest["outputs"].values() if "rows" in v]
+            self.show.finished(
+                node_id,
+                f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
+            )
+
+    def retry_corrupt(self, node_id: str, out: Outcome) -> bool:
+        """An input the stage read was corrupt: it is quarantined now. Recompute it, then
+        the stage (twice at most). True if that was arranged."""
+        if not out.corrupt or self.retries.get(node_id, 0) >= CORRUPT_RETRIES:
+            return False
+        self.retries[node_id] = self.retries.get(node_id, 0) + 1
+        bad = [p for p, m in self.manifests.items() if m and m.get("key") == out.corrupt]
+        for p in [*bad, node_id]:
+            self.manifests.pop(p)
+            self.results.pop(p, None)
+            self.pending.append(p)
+        order = list(self.nodes)
+        self.pending.sort(key=order.index)
+        self.show.line(node_id, f"input corrupt; recomputing {', '.join(bad)}")
+        return True
+
+    def found(self, node_id: str, key: str, hashes: dict, manifest: dict, how: str):
+        self.manifests[node_id] = manifest
+        self.results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
+        _write_ref(self.store, self.graph, self.nodes[node_id], key, hashes, manifest)
+        self.show.finished(node_id, how)
+
+    def _stored(self, node_id: str, key: str) -> dict | None:
+        return None if node_id in self.force else self.store.manifest(key)
+
+    def _failed(self, node_id: str, res: NodeResult, out: Outcome):
+        if out.traceback and self.progress:
+            print(out.traceback, file=sys.stderr)
+        self.show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
+        self.failure = self.failure or StageFailed(
+            node_id, self.nodes[node_id].op_ref, out.error or "failed", bad_input=out.bad_input
+        )
+
+    def _close(self, stopped: BaseException | None):
+        if self.leases is not None:
+            self.leases.close()
+        if self.runner is not None:
+            self.runner.close()
+        if self.runner is not None or self.failure or stopped or self.results:
             from .interrupt import cause
 
             _record(
-                graph,
-                store,
-                results,
-                time.monotonic() - show.t0,
-                failure or stopped and (cause(stopped) or "interrupted"),
+                self.graph,
+                self.store,
+                self.results,
+                time.monotonic() - self.show.t0,
+                self.failure or stopped and (cause(stopped) or "interrupted"),
             )
-    if failure:
-        raise failure
-    return RunResult(graph.name, results)
+
+    def _payload(self, node: Node, key: str, hashes: dict) -> Payload:
+        inputs = {}
+        for inp, (producer, output) in node.inputs.items():
+            m = self.manifests[producer]
+            assert m is not None  # its inputs are known before a node launches
+            inputs[inp] = {"key": m["key"], "output": output, "kind": m["outputs"][output]["kind"]}
+        return Payload(
+            store=self.store.uri,
+            node=node.id,
+            iteration=node.iteration,
+            key=key,
+            target=node.target,
+            params=node.params_json,
+            inputs=inputs,
+            resources=node.resources,
+            sys_path=self.sys_path,
+            mark=logs.marking,
+            manifest={
+                "spec": self.graph.name,
+                "stage": node.stage,
+                "iteration": node.iteration,
+                "op": node.op_ref,
+                "record": node_key(node, hashes).to_json(),
+                "code_identity": provenance(node),
+                "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]} for k in inputs},
+            },
+        )
 
 
 def refresh_files(node: Node) -> bool:
@@ -757,42 +857,6 @@ def _record(graph: Graph, store: Store, results: dict[str, NodeResult], wall: fl
             "nodes": nodes,
         },
     )
-
-
-def _payload(
-    graph: Graph,
-    store: Store,
-    node: Node,
-    key: str,
-    hashes: dict,
-    manifests: dict,
-    sys_path: list[str],
-) -> dict:
-    inputs = {}
-    for inp, (producer, output) in node.inputs.items():
-        m = manifests[producer]
-        inputs[inp] = {"key": m["key"], "output": output, "kind": m["outputs"][output]["kind"]}
-    return {
-        "store": store.uri,
-        "node": node.id,
-        "iteration": node.iteration,
-        "key": key,
-        "target": node.target,
-        "params": node.params_json,
-        "inputs": inputs,
-        "resources": node.resources,
-        "sys_path": sys_path,
-        "mark": logs.marking,
-        "manifest": {
-            "spec": graph.name,
-            "stage": node.stage,
-            "iteration": node.iteration,
-            "op": node.op_ref,
-            "record": node_key(node, hashes).to_json(),
-            "code_identity": provenance(node),
-            "inputs": {k: {"key": inputs[k]["key"], "content_hash": hashes[k]} for k in inputs},
-        },
-    }
 
 
 def _write_ref(store: Store, graph: Graph, node: Node, key: str, hashes: dict, manifest: dict):

@@ -25,12 +25,13 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .backends import MANIFEST, local_cache, open_backend, oserror, timeout
-from .errors import CorruptArtifact, StoreError
+from .errors import CorruptArtifact, InputError, StoreError
 from .fingerprint import FORMAT_VERSION
 from .leases import StoreLeases, dead_holder
 from .refs import Refs
@@ -320,6 +321,25 @@ class Store:
         except OSError as e:
             raise oserror("create a staging directory", e) from None
         return Staging(key, path)
+
+    @contextmanager
+    def staging(self, key: str) -> Iterator[Staging]:
+        """A staging directory for the outputs of `key`, gone when the block ends, whether
+        it published (moved into place) or failed. An operator's error raised while the
+        staging directory itself vanished (the store deleted or cleaned under the run) is
+        the store's failure, and says so."""
+        staging = self.begin(key)
+        try:
+            yield staging
+        except Exception as e:
+            if not isinstance(e, (StoreError, InputError, CorruptArtifact)):
+                try:
+                    staging.check()
+                except StoreError as lost:
+                    raise lost from e
+            raise
+        finally:
+            self.discard(staging)
 
     def write_table(self, staging: Staging, output: str, table) -> dict:
         """Write a dataset output into staging; returns its manifest entry."""

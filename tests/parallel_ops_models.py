@@ -9,11 +9,11 @@ class TinyModel(Operator):
     outputs = {"model": Model()}
 
     def run(self, ctx):
-        from operators import charlm, hf
+        from operators import hf_common, tiny_gpt
 
-        tok = charlm.make_tokenizer()
-        model = charlm.make_model(tok, n_layer=1, n_embd=64, n_head=1, n_positions=64, seed=0)
-        hf.save(model, tok, ctx.output_dir("model"))
+        tok = tiny_gpt.make_tokenizer()
+        model = tiny_gpt.make_model(tok, n_layer=1, n_embd=64, n_head=1, n_positions=64, seed=0)
+        hf_common.save(model, tok, ctx.output_dir("model"))
 
 
 class Prompts(Operator):

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from operators import arith, charlm, hf
+from operators import addition, hf_common, tiny_gpt
 from operators.dedupe import Dedupe
 from operators.evaluate import Evaluate
 from operators.fewshot_prompt import FewshotPrompt
@@ -31,17 +31,17 @@ def model_dir(tmp_path_factory):
     import random
 
     out = tmp_path_factory.mktemp("model")
-    hf.set_threads(1)
-    tok = charlm.make_tokenizer()
-    model = charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
-    corpus = arith.pretrain_examples(random.Random(0), 2000, {1: 1.0}, 0.2)
-    charlm.pretrain(model, tok, corpus, steps=60, batch_size=32, lr=3e-3, warmup=5)
-    hf.save(model, tok, out)
+    hf_common.set_threads(1)
+    tok = tiny_gpt.make_tokenizer()
+    model = tiny_gpt.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+    corpus = addition.pretrain_examples(random.Random(0), 2000, {1: 1.0}, 0.2)
+    tiny_gpt.pretrain(model, tok, corpus, steps=60, batch_size=32, lr=3e-3, warmup=5)
+    hf_common.save(model, tok, out)
     return out
 
 
 def problems(n=6, digits=(1, 2)):
-    rows = arith.make_problems(0, digits, n // len(digits))
+    rows = addition.make_problems(0, digits, n // len(digits))
     return pl.DataFrame(
         {
             "id": [r["id"] for r in rows],
@@ -115,17 +115,19 @@ class _Log:
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir, temperature):
-    lm, tok = hf.load(str(model_dir))
+    lm, tok = hf_common.load(str(model_dir))
     texts = [f"{a}+{b}\n" for a in range(7) for b in range(3)]
     kw = dict(n=2, temperature=temperature, max_new_tokens=12, batch_size=4, seed=5)
-    whole = hf.generate(lm, tok, texts, **kw)
+    whole = hf_common.generate(lm, tok, texts, **kw)
     log = _Log(crash_after=3)
     with pytest.raises(KeyboardInterrupt):
-        hf.generate(lm, tok, texts, **kw, shards=log, shard_batches=2)
+        hf_common.generate(lm, tok, texts, **kw, shards=log, shard_batches=2)
     assert sorted(log.shards) == [0, 1, 2]
     log.crash_after, log.computed = None, []
     messages = []
-    resumed = hf.generate(lm, tok, texts, **kw, shards=log, shard_batches=2, log=messages.append)
+    resumed = hf_common.generate(
+        lm, tok, texts, **kw, shards=log, shard_batches=2, log=messages.append
+    )
     assert resumed == whole
     assert log.computed == [3, 4, 5]  # 42 samples / 4 per batch = 11 batches = 6 shards
     assert messages == ["resumed 3 of 6 shards committed by an interrupted run"]
@@ -135,7 +137,7 @@ def test_sampling_in_shards_resumes_after_a_crash_with_the_same_result(model_dir
 def test_a_completion_counts_its_end_token_and_not_the_padding(pad):
     from types import SimpleNamespace
 
-    from operators.hf import generated
+    from operators.hf_common import generated
 
     tok = SimpleNamespace(eos_token_id=0, pad_token_id=pad)  # 0: padded with the end token
     assert generated([5, 6, 0, pad, pad], "eos", tok) == 3
@@ -170,7 +172,7 @@ def test_verify_by_answer_and_by_steps():
             "answer": ["46", "46", "46", "10"],
             "prompt": [""] * 4,
             "sample_index": [0] * 4,
-            "completion": [arith.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
+            "completion": [addition.scratchpad(12, 34), "2+4+0=09\n1+3+0=04\n=46", "=47", "=010"],
             "prompt_tokens": [0] * 4,
             "completion_tokens": [0] * 4,
             "finish_reason": ["eos"] * 4,
@@ -197,9 +199,9 @@ def test_hint_rationalize_samples_only_failures_and_removes_the_hint(model_dir):
     assert p["id"][0] not in out["id"].to_list()
     assert out["rationalized"].all() and out["correct"].all()
     for row in out.iter_rows(named=True):
-        assert arith.HINT_SEP not in row["prompt"]
+        assert addition.HINT_SEP not in row["prompt"]
         assert row["prompt"] == f"{row['question']}\n"
-        assert arith.parse_answer(row["completion"]) == row["answer"]
+        assert addition.parse_answer(row["completion"]) == row["answer"]
 
 
 def test_hint_rationalize_resumes_from_its_shards_with_the_same_output(model_dir):
@@ -270,7 +272,7 @@ def test_the_step_budget_grows_as_in_the_paper():
 
 
 def _examples():
-    rows = [(f"e{i}", f"{i}+{i}", arith.scratchpad(i, i)) for i in range(10)]
+    rows = [(f"e{i}", f"{i}+{i}", addition.scratchpad(i, i)) for i in range(10)]
     return pl.DataFrame(
         {
             "id": [r[0] for r in rows],
@@ -455,11 +457,11 @@ def test_memory_options_train_to_the_same_losses(model_dir, tmp_path, option):
 def test_packing_lays_examples_end_to_end_with_the_padded_batch_s_loss(model_dir):
     import torch
 
-    lm, tok = hf.load(str(model_dir))
+    lm, tok = hf_common.load(str(model_dir))
     rows = _examples()
-    data = hf.encode_examples(tok, list(zip(rows["prompt"], rows["completion"])), 64)
-    ids, att, lab = hf.collate(data, tok.pad_token_id)
-    packed_ids, pos, packed_lab = hf.pack(data, 64, tok.pad_token_id)
+    data = hf_common.encode_examples(tok, list(zip(rows["prompt"], rows["completion"])), 64)
+    ids, att, lab = hf_common.collate(data, tok.pad_token_id)
+    packed_ids, pos, packed_lab = hf_common.pack(data, 64, tok.pad_token_id)
     assert packed_ids.shape[0] < ids.shape[0] and packed_ids.shape[1] <= 64
     assert int((packed_lab != -100).sum()) == int((lab[:, 1:] != -100).sum())
     with torch.no_grad():

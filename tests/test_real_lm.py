@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import stardag
-from operators import charlm, hf
+from operators import hf_common, tiny_gpt
 from operators.hf_model import HFModel
 from stardag.operator import Context, DefaultResources
 
@@ -18,8 +18,10 @@ GGUF = ROOT.parent / "shared" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def test_hf_model_brings_a_model_directory_into_the_store_as_safetensors(tmp_path):
     src = tmp_path / "src"
-    tok = charlm.make_tokenizer()
-    hf.save(charlm.make_model(tok, n_layer=1, n_embd=16, n_head=2, n_positions=32), tok, src)
+    tok = tiny_gpt.make_tokenizer()
+    hf_common.save(
+        tiny_gpt.make_model(tok, n_layer=1, n_embd=16, n_head=2, n_positions=32), tok, src
+    )
     out = tmp_path / "out"
     out.mkdir()
     ctx = Context(HFModel.Params(path=str(src)), "base", {"model": out}, DefaultResources())

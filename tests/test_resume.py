@@ -176,16 +176,16 @@ def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(
     import polars as pl
     from safetensors.numpy import load_file
 
-    from operators import arith, charlm, hf
+    from operators import addition, hf_common, tiny_gpt
     from operators import shard_train as st
     from stardag import training
     from stardag.operator import Context, DefaultResources
 
-    hf.set_threads(1)
-    tok = charlm.make_tokenizer()
+    hf_common.set_threads(1)
+    tok = tiny_gpt.make_tokenizer()
     base = tmp_path / "base"
-    hf.save(
-        charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0), tok, base
+    hf_common.save(
+        tiny_gpt.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0), tok, base
     )
     rows = [(f"p{i}", f"{i}+{i + 3}") for i in range(12)]
     examples = pl.DataFrame(
@@ -194,7 +194,7 @@ def test_in_process_training_resumes_from_its_checkpoint_with_the_same_weights(
             "question": [r[1] for r in rows],
             "answer": [str(2 * i + 3) for i in range(12)],
             "prompt": [r[1] + "\n" for r in rows],
-            "completion": [arith.scratchpad(i, i + 3) for i in range(12)],
+            "completion": [addition.scratchpad(i, i + 3) for i in range(12)],
             "source": ["generation"] * 12,
         }
     )
@@ -278,16 +278,16 @@ def test_pretraining_the_char_model_resumes_from_its_checkpoint_with_the_same_we
 ):
     import numpy as np
 
-    from operators import arith, charlm, hf
+    from operators import addition, hf_common, tiny_gpt
 
-    hf.set_threads(1)
-    tok = charlm.make_tokenizer()
-    corpus = arith.pretrain_examples(random.Random(0), 200, {1: 0.5, 2: 0.5}, 0.2)
+    hf_common.set_threads(1)
+    tok = tiny_gpt.make_tokenizer()
+    corpus = addition.pretrain_examples(random.Random(0), 200, {1: 0.5, 2: 0.5}, 0.2)
 
     def pretrain(state_dir, steps=6):
-        model = charlm.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+        model = tiny_gpt.make_model(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
         at = []
-        charlm.pretrain(
+        tiny_gpt.pretrain(
             model,
             tok,
             corpus,
@@ -304,17 +304,17 @@ def test_pretraining_the_char_model_resumes_from_its_checkpoint_with_the_same_we
 
     whole, at = pretrain(tmp_path / "a")
     assert at == []
-    real = hf.save_state_atomically
+    real = hf_common.save_state_atomically
 
     def crash_after_step_4(d, model, opt, step, *a, **kw):
         real(d, model, opt, step, *a, **kw)
         if step == 4:
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(hf, "save_state_atomically", crash_after_step_4)
+    monkeypatch.setattr(hf_common, "save_state_atomically", crash_after_step_4)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tmp_path / "b")
-    monkeypatch.setattr(hf, "save_state_atomically", real)
+    monkeypatch.setattr(hf_common, "save_state_atomically", real)
     resumed, at = pretrain(tmp_path / "b")
     assert at == [4]
     assert all(np.array_equal(whole[k], resumed[k]) for k in whole)

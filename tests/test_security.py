@@ -262,7 +262,7 @@ def test_a_model_in_the_store_with_only_pickle_weights_is_refused_not_loaded(tmp
 
 
 def test_models_load_only_from_safetensors(tmp_path):
-    from operators import hf
+    from operators import hf_common
     from operators.hf_model import check_model_path
 
     model = tmp_path / "model"
@@ -270,7 +270,7 @@ def test_models_load_only_from_safetensors(tmp_path):
     (model / "config.json").write_text("{}")
     (model / "pytorch_model.bin").write_bytes(pickle.dumps({"w": 1}))
     with pytest.raises(InputError, match="no safetensors weights"):
-        hf.load(str(model))
+        hf_common.load(str(model))
     with pytest.raises(InputError, match="no safetensors weights"):
         check_model_path(model)
     # transformers is told so too, in case a directory holds both

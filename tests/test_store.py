@@ -191,3 +191,35 @@ def test_polars_and_arrow_outputs_of_the_same_values_hash_alike():
     assert table_hash(pa.concat_tables([table.slice(0, 1), table.slice(1)])) == table_hash(table)
     assert table_hash(table.slice(1)) != table_hash(table)
     assert table_hash(table.rename_columns(["t", "x", "l", "st", "b"])) != table_hash(table)
+
+
+def test_a_staging_directory_is_gone_after_its_block_whatever_happens(tmp_path):
+    import shutil
+
+    import pyarrow as pa
+
+    from stardag.errors import InputError, StoreError
+
+    store = Store(tmp_path / "store")
+    key = "ab" * 32
+    with store.staging(key) as staging:
+        store.write_table(staging, "table", pa.table({"x": [1]}))
+        published = store.publish(staging, {"outputs": {}})
+    assert not staging.path.exists()
+    assert published["key"] == key and "table/part-0.parquet" in published["files"]
+
+    for error in (ValueError("the operator's bug"), InputError("row 3: bad"), KeyboardInterrupt()):
+        with pytest.raises(type(error)):
+            with store.staging("cd" * 32) as staging:
+                staging.output_dir("model")
+                raise error
+        assert not staging.path.exists()
+
+    # an operator failing because its staging directory vanished under it is the store's
+    # failure, and says so; its own error is kept as the cause
+    with pytest.raises(StoreError, match="vanished while it ran") as e:
+        with store.staging("ef" * 32) as staging:
+            shutil.rmtree(staging.path)
+            raise FileNotFoundError("model/weights.safetensors")
+    assert isinstance(e.value.__cause__, FileNotFoundError)
+    assert store.manifest("cd" * 32) is None and store.manifest("ef" * 32) is None

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from operators import arith
+from operators import addition
 from operators.evaluate import Evaluate
 from operators.hint_rationalize import HintRationalize
 from operators.tasks import csqa_flexible, csqa_strict, gsm8k_flexible, gsm8k_strict
@@ -102,8 +102,8 @@ def test_the_extraction_is_chosen_in_the_spec():
             "B",
             "Q\nAnswer Choices:\n(a) x (b) y",
         ),
-        ("arithmetic", None, "answer", arith.scratchpad(12, 34), "46", "12+34"),
-        ("arithmetic", None, "steps", arith.scratchpad(12, 34), "46", "12+34"),
+        ("arithmetic", None, "answer", addition.scratchpad(12, 34), "46", "12+34"),
+        ("arithmetic", None, "steps", addition.scratchpad(12, 34), "46", "12+34"),
     ],
 )
 def test_a_truncated_completion_is_never_correct(task, extract, mode, completion, answer, question):

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from operators import arith
+from operators import addition
 from operators.dedupe import EXAMPLES
 from stardag.operator import Dataset, Operator
 
@@ -14,7 +14,7 @@ class GoldExamples(Operator):
     def run(self, ctx, problems):
         def pad(q: str) -> str:
             a, b = q.split("+")
-            return arith.scratchpad(int(a), int(b))
+            return addition.scratchpad(int(a), int(b))
 
         return problems.select("id", "question", "answer").with_columns(
             pl.col("question")

@@ -1,4 +1,4 @@
-"""The arithmetic task helpers (operators.arith) and the character-level model (operators.charlm)."""
+"""The arithmetic task helpers (operators.addition) and the character-level model (operators.tiny_gpt)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from operators import arith as A
+from operators import addition as A
 
 
-# --------------------------------------------------------------------------- arith
+# --------------------------------------------------------------------------- addition
 def test_import_is_light():
     code = (
-        "import sys, operators.arith, operators.charlm; "
+        "import sys, operators.addition, operators.tiny_gpt; "
         "bad = [m for m in ('torch', 'transformers', 'tokenizers', 'ray') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -158,11 +158,11 @@ def test_pretrain_examples_mix_and_hints():
     assert ex == A.pretrain_examples(random.Random(0), 2000, {2: 0.5, 4: 0.5}, 0.25, {"10+10"})
 
 
-# --------------------------------------------------------------------------- charlm
+# --------------------------------------------------------------------------- tiny_gpt
 @pytest.fixture(scope="module")
 def tok():
     pytest.importorskip("transformers")
-    from operators import charlm as C
+    from operators import tiny_gpt as C
 
     return C.make_tokenizer()
 
@@ -188,7 +188,7 @@ def test_tokenizer_round_trip(tok, tmp_path):
 
 
 def test_loss_masks_prompt(tok):
-    from operators import charlm as C
+    from operators import tiny_gpt as C
 
     ((ids, labels),) = C.encode_examples(tok, [("1+2\n", "=3")], None)
     assert len(ids) == len("1+2\n=3") + 1

@@ -12,10 +12,10 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .hf import collate, encode_examples, lr_at  # noqa: F401  (shared with shard_train)
+from .hf_common import collate, encode_examples, lr_at  # noqa: F401  (shared with shard_train)
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-#: the characters of the task (operators.arith.CHARS) plus a few spare symbols
+#: the characters of the task (operators.addition.CHARS) plus a few spare symbols
 VOCAB_CHARS = "0123456789+=|\n -*:,.?"
 
 
@@ -112,7 +112,7 @@ def pretrain(
     never stopped."""
     import torch
 
-    from . import hf
+    from . import hf_common
 
     if not examples:
         raise ValueError("no examples to train on")
@@ -125,11 +125,11 @@ def pretrain(
     recent: list[float] = []
     pad = tokenizer.pad_token_id
     first = 0
-    found = hf.latest_state(state_dir)
+    found = hf_common.latest_state(state_dir)
     if found is not None:
-        meta = hf.load_state(found, model, opt, 0)
+        meta = hf_common.load_state(found, model, opt, 0)
         first, order, recent = meta["step"], meta["order"], meta["losses"]
-        rng.setstate(hf.as_rng_state(meta["rng"]))
+        rng.setstate(hf_common.as_rng_state(meta["rng"]))
         if resumed:
             resumed(first)
     for step in range(first, steps):
@@ -157,6 +157,8 @@ def pretrain(
             and (step + 1) % checkpoint_every == 0
             and step + 1 < steps
         ):
-            hf.save_state_atomically(Path(state_dir), model, opt, step + 1, order, rng, recent)
+            hf_common.save_state_atomically(
+                Path(state_dir), model, opt, step + 1, order, rng, recent
+            )
     model.eval()
     return sum(recent) / max(1, len(recent))

@@ -2,7 +2,7 @@
 
 Pure Python, standard library only, so that importing it costs nothing.
 
-Text format (one character per token, see `operators.charlm`):
+Text format (one character per token, see `operators.tiny_gpt`):
 
     prompt            "12345+67890\\n"
     prompt with hint  "12345+67890|80235\\n"       (hint = gold answer, between '|' and '\\n')
