@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from .errors import SpecError, StardagError
+from .errors import SpecError, StageFailed, StardagError
 from .graph import Graph, compile_spec
 from .planner import PlanEntry, make_plan
 from .spec import load_spec
@@ -104,22 +104,37 @@ def run(
     executor: str = "ray",
     progress: bool = True,
     verbose: bool | None = None,
-    runners: Callable[[], Runner] | None = None,
     loaded: LoadedSpec | None = None,
 ) -> RunResult:
     """Run a spec; returns an executor.RunResult. Ray starts only if a stage must run.
     With `verbose` False, Ray's and the libraries' output goes to a log file under the
-    store's runs/ (True: to the terminal, as with None, but no ANSI codes in a file).
-    `runners` (a runner factory) lets several runs share one runner: a sweep's points;
+    store's runs/ (True: to the terminal, as with None, but no ANSI codes in a file);
     `loaded`: the spec already read (see `load`)."""
-    from .executor import LocalRunner, RayRunner, execute
-
     ld = load(spec_path, overrides, store, loaded)
-    sys_path = [str(ld.spec_dir)]
+    (outcome,) = run_together([ld], [None], force, until, address, executor, progress, verbose)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def run_together(
+    variants: Sequence[Loaded],
+    labels: Sequence[str | None],
+    force: Sequence[str] = (),
+    until: Sequence[str] | str | None = None,
+    address: str | None = None,
+    executor: str = "ray",
+    progress: bool = True,
+    verbose: bool | None = None,
+) -> list[RunResult | StageFailed]:
+    """Run loaded variants of specs at once on one runner (a sweep's points): their
+    independent stages side by side, a stage they share computed once. Each variant's
+    result, or the failure that stopped it (see executor.execute_together)."""
+    from .executor import Job, LocalRunner, RayRunner, execute_together
+
+    sys_path = list(dict.fromkeys(str(ld.spec_dir) for ld in variants))
     factory: Callable[[], Runner]
-    if runners is not None:
-        factory = runners
-    elif executor == "local":
+    if executor == "local":
         factory = LocalRunner
     elif executor == "ray":
 
@@ -131,17 +146,14 @@ def run(
 
     from . import logs
 
-    output = contextlib.nullcontext() if verbose is None else logs.capture(run_log(ld), verbose)
+    jobs = [
+        Job(ld.graph, ld.store, _selection(ld.graph, until), _forced(ld.graph, force), label)
+        for ld, label in zip(variants, labels)
+    ]
+    first = variants[0]
+    output = contextlib.nullcontext() if verbose is None else logs.capture(run_log(first), verbose)
     with output:
-        return execute(
-            ld.graph,
-            ld.store,
-            _selection(ld.graph, until),
-            _forced(ld.graph, force),
-            factory,
-            sys_path,
-            progress,
-        )
+        return execute_together(jobs, factory, sys_path, progress)
 
 
 def run_log(ld: Loaded) -> Path:

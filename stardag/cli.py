@@ -132,8 +132,8 @@ def main():
 @_errors
 def run(spec, overrides, force, until, store, address, executor, quiet, verbose, sweeps, tracks):
     """Run a pipeline: compute what is not cached, reuse the rest. With --sweep (or a
-    `sweep:` block in the spec), run every point of the grid: the points share every stage
-    they have in common (same key), computed once.
+    `sweep:` block in the spec), run every point of the grid at once: their independent
+    stages side by side on Ray, every stage they have in common (same key) computed once.
 
     \b
     Example:

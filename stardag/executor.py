@@ -535,6 +535,7 @@ class NodeResult:
 class RunResult:
     spec: str
     nodes: dict[str, NodeResult]
+    seconds: float = 0.0  # from the run's start until its last stage ended
 
     def computed(self) -> list[str]:
         return [n for n, r in self.nodes.items() if r.status == "computed"]
@@ -544,13 +545,19 @@ class RunResult:
 
 
 class Progress:
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.n = enabled, total, 0
+    """A run's lines: `[  n/total] node  what`; a sweep's point names itself after the node."""
+
+    def __init__(self, enabled: bool, total: int, label: str | None = None):
+        self.enabled, self.total, self.n, self.label = enabled, total, 0, label
         self.t0 = time.monotonic()
 
     def line(self, node: str, what: str, **event):
+        if self.label is not None:
+            node = f"{node} [{self.label}]"
         if what.startswith("running"):  # for the live display on a terminal
             event = {"started": node, "total": self.total}
+        elif "finished" in event:
+            event["finished"] = node
         if self.enabled:
             logs.say(f"[{self.n:>3}/{self.total}] {node:<24} {what}", **event)
 
@@ -570,69 +577,153 @@ def execute(
 ) -> RunResult:
     """Run the selected nodes (in topological order). Starts the runner only if some node
     must really be computed."""
-    return Driver(graph, store, selected, force, runner_factory, sys_path, progress).run()
+    (outcome,) = execute_together(
+        [Job(graph, store, selected, force)], runner_factory, sys_path, progress
+    )
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+@dataclass
+class Job:
+    """One run in `execute_together`: a graph, where it is stored, what to run of it."""
+
+    graph: Graph
+    store: Store
+    selected: list[str]
+    force: set[str]
+    label: str | None = None  # how its lines are told apart from the other runs'
+
+
+def execute_together(
+    jobs: list[Job],
+    runner_factory: Callable[[], Any],
+    sys_path: list[str],
+    progress: bool = True,
+) -> list[RunResult | StageFailed]:
+    """Run several graphs at once on one runner (a sweep's points): independent stages of
+    all of them run side by side as the runner's resources allow, and a stage two of them
+    share (the same key) is computed once, by one, while the other waits for it. A failing
+    graph stops launching its own stages; the others go on. Each graph's result, or the
+    failure that stopped it, in the order given; each leaves its own run record."""
+    pool = Pool(runner_factory)
+    drivers = [Driver(job, pool, sys_path, progress) for job in jobs]
+    for d in drivers:
+        d.store.clean_tmp()
+    stopped: BaseException | None = None
+    try:
+        drive(drivers, pool)
+    except KeyboardInterrupt as e:
+        stopped = e
+        raise
+    finally:
+        pool.close()
+        for d in drivers:
+            d.record(stopped)
+    return [d.failure or RunResult(d.graph.name, d.results, d.seconds()) for d in drivers]
+
+
+def drive(drivers: list[Driver], pool: Pool):
+    """The rounds: every driver answers from the store or launches what is ready, and looks
+    again at what it waits for; then the runner's finished stages go back to their drivers."""
+    while any(d.active() for d in drivers) or pool.busy():
+        finished_before = sum(d.show.n for d in drivers)
+        launched = False
+        for d in drivers:
+            launched |= d.ready()
+            launched |= d.recheck_waiting()
+        progressed = sum(d.show.n for d in drivers) != finished_before
+        if progressed and any(d.active() for d in drivers):
+            continue  # what was found may make more nodes ready: launch them before waiting
+        waiting = any(d.waiting for d in drivers)
+        if pool.busy():
+            for d, node_id, out in pool.wait(timeout=POLL_S if waiting else None):
+                d.collect(node_id, out)
+            continue
+        if waiting:
+            time.sleep(POLL_S)
+        elif (
+            any(d.active() for d in drivers)
+            and not launched
+            and sum(d.show.n for d in drivers) == finished_before
+        ):
+            stuck = [n for d in drivers for n in d.pending]
+            raise StardagError(f"internal: nothing runnable, pending {stuck}")
+
+
+class Pool:
+    """What the drivers of a run share: the runner (made when a stage first must really
+    run), the leases per store, and which driver computes which key."""
+
+    def __init__(self, runner_factory: Callable[[], Any]):
+        self.runner_factory = runner_factory
+        self.runner: Any = None
+        self.leases: dict[str, Leases] = {}
+        # (store, key) -> the driver and node computing it
+        self.computing: dict[tuple[str, str], tuple[Driver, str]] = {}
+        self._sent: dict[str, tuple[Driver, str]] = {}  # runner id -> (driver, node)
+
+    def acquire(self, store: Store, key: str) -> dict | None:
+        """None if this run now holds the key's lease; else who holds it."""
+        if store.uri not in self.leases:
+            self.leases[store.uri] = Leases(store)
+        return self.leases[store.uri].acquire(key)
+
+    def release(self, store: Store, key: str):
+        self.computing.pop((store.uri, key), None)
+        if store.uri in self.leases:
+            self.leases[store.uri].release(key)
+
+    def submit(self, driver: Driver, node_id: str, key: str, payload: Payload):
+        if self.runner is None:
+            self.runner = self.runner_factory()
+        rid = node_id if driver.label is None else f"{node_id} [{driver.label}]"
+        while rid in self._sent:
+            rid += "'"
+        self._sent[rid] = (driver, node_id)
+        self.computing[(driver.store.uri, key)] = (driver, node_id)
+        self.runner.submit(rid, payload, driver.nodes[node_id])
+
+    def busy(self) -> bool:
+        return self.runner is not None and bool(self.runner.busy())
+
+    def wait(self, timeout: float | None) -> list[tuple[Driver, str, Outcome]]:
+        return [(*self._sent.pop(rid), out) for rid, out in self.runner.wait(timeout=timeout)]
+
+    def close(self):
+        for leases in self.leases.values():
+            leases.close()
+        if self.runner is not None:
+            self.runner.close()
 
 
 class Driver:
     """One run of a graph. Each round it answers from the store, or launches, every node
-    whose inputs are known (`ready`), looks again at the nodes another run is computing
-    (`waiting`), and takes in what the runner finished (`collect`); a stage that found an
-    input corrupt has it recomputed, then runs again (`retry_corrupt`)."""
+    whose inputs are known (`ready`), looks again at the nodes another run (or another
+    point of a sweep) is computing (`recheck_waiting`), and takes in what the runner
+    finished (`collect`); a stage that found an input corrupt has it recomputed, then runs
+    again (`retry_corrupt`)."""
 
-    def __init__(
-        self,
-        graph: Graph,
-        store: Store,
-        selected: list[str],
-        force: set[str],
-        runner_factory: Callable[[], Any],
-        sys_path: list[str],
-        progress: bool = True,
-    ):
-        self.graph, self.store, self.nodes = graph, store, graph.nodes
-        self.force, self.sys_path, self.progress = force, sys_path, progress
-        self.runner_factory = runner_factory
-        self.runner: Any = None
-        self.leases: Leases | None = None
-        self.pending = list(selected)
-        self.waiting: dict[str, tuple[str, dict]] = {}  # node -> (key, hashes): another run has it
+    def __init__(self, job: Job, pool: Pool, sys_path: list[str], progress: bool = True):
+        self.graph, self.store, self.nodes = job.graph, job.store, job.graph.nodes
+        self.force, self.label, self.pool = job.force, job.label, pool
+        self.sys_path, self.progress = sys_path, progress
+        self.pending = list(job.selected)
+        self.waiting: dict[str, tuple[str, dict]] = {}  # node -> (key, hashes): another has it
         self.manifests: dict[str, dict | None] = {}  # None: running
         self.results: dict[str, NodeResult] = {}
         self.retries: dict[str, int] = {}
         self.failure: StageFailed | None = None
-        self.show = Progress(progress, len(selected))
+        self.show = Progress(progress, len(job.selected), job.label)
+        self.ended: float | None = None  # when the last stage ended
 
-    def run(self) -> RunResult:
-        self.store.clean_tmp()
-        stopped: BaseException | None = None
-        try:
-            self._loop()
-        except KeyboardInterrupt as e:
-            stopped = e
-            raise
-        finally:
-            self._close(stopped)
-        if self.failure:
-            raise self.failure
-        return RunResult(self.graph.name, self.results)
+    def seconds(self) -> float:
+        """From the start until this run's last stage ended (or now)."""
+        return (self.ended or time.monotonic()) - self.show.t0
 
-    def _loop(self):
-        while self.pending or self.waiting or self._busy():
-            finished_before = self.show.n
-            launched = self.ready()
-            launched |= self.recheck_waiting()
-            if self._busy():
-                self.collect(timeout=POLL_S if self.waiting else None)
-                continue
-            if self.failure:
-                return
-            if self.waiting:
-                time.sleep(POLL_S)
-            elif self.pending and not launched and self.show.n == finished_before:
-                raise StardagError(f"internal: nothing runnable, pending {self.pending}")
-
-    def _busy(self) -> bool:
-        return self.runner is not None and bool(self.runner.busy())
+    def active(self) -> bool:
+        return self.failure is None and bool(self.pending or self.waiting)
 
     def ready(self) -> bool:
         """Answer from the store, or launch, each pending node whose inputs are all known.
@@ -678,63 +769,65 @@ class Driver:
         return launched
 
     def launch(self, node_id: str, key: str, hashes: dict) -> bool:
-        """Submit the stage, unless another run holds its lease: then wait for it."""
-        if self.leases is None:
-            self.leases = Leases(self.store)
-        holder = self.leases.acquire(key)
+        """Submit the stage, unless another run, or another driver of this one, is
+        computing its key: then wait for it."""
         self.manifests[node_id] = None
-        if holder is not None:
+        here = self.pool.computing.get((self.store.uri, key))
+        holder = None if here is not None else self.pool.acquire(self.store, key)
+        if here is not None or holder is not None:
             if node_id not in self.waiting:
-                self.show.line(
-                    node_id,
-                    f"waiting: another run is computing it "
-                    f"({holder.get('host')} pid {holder.get('pid')})",
-                )
+                if here is not None:
+                    driver, other = here
+                    who = other + (f" [{driver.label}]" if driver.label is not None else "")
+                    what = f"{who} is computing the same key"
+                else:
+                    what = (
+                        "another run is computing it "
+                        f"({(holder or {}).get('host')} pid {(holder or {}).get('pid')})"
+                    )
+                self.show.line(node_id, f"waiting: {what}")
             self.waiting[node_id] = (key, hashes)
             return False
         self.waiting.pop(node_id, None)
         manifest = self._stored(node_id, key)  # published meanwhile?
         if manifest is not None:
-            self.leases.release(key)
+            self.pool.release(self.store, key)
             self.found(node_id, key, hashes, manifest, "cached (computed by another run)")
             return False
-        if self.runner is None:
-            self.runner = self.runner_factory()
         node = self.nodes[node_id]
         causes, _ = stale_causes(
             node, self.store.read_ref(self.graph.name, node_id), hashes, node_id in self.force
         )
         self.show.line(node_id, f"running ({', '.join(causes) or 'missing'})")
         self.results[node_id] = NodeResult(node_id, "running", key, started=time.monotonic())
-        self.runner.submit(node_id, self._payload(node, key, hashes), node)
+        self.pool.submit(self, node_id, key, self._payload(node, key, hashes))
         return True
 
-    def collect(self, timeout: float | None):
-        """Take in the stages the runner finished: published, or failed."""
-        for node_id, out in self.runner.wait(timeout=timeout):
-            res = self.results[node_id]
-            res.seconds = time.monotonic() - res.started
-            if self.leases is not None:
-                self.leases.release(res.key)
-            if out.manifest is None:
-                if not self.retry_corrupt(node_id, out):
-                    self._failed(node_id, res, out)
-                continue
-            self.manifests[node_id] = out.manifest
-            res.status, res.manifest = "computed", out.manifest
-            _write_ref(
-                self.store,
-                self.graph,
-                self.nodes[node_id],
-                res.key,
-                out.manifest["record"]["inputs"],
-                out.manifest,
-            )
-            rows = [f"{v['rows']} rows" for v in out.manifest["outputs"].values() if "rows" in v]
-            self.show.finished(
-                node_id,
-                f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
-            )
+    def collect(self, node_id: str, out: Outcome):
+        """Take in a stage the runner finished: published, or failed."""
+        res = self.results[node_id]
+        res.seconds = time.monotonic() - res.started
+        self.pool.release(self.store, res.key)
+        if out.manifest is None:
+            if not self.retry_corrupt(node_id, out):
+                self._failed(node_id, res, out)
+            return
+        self.manifests[node_id] = out.manifest
+        res.status, res.manifest = "computed", out.manifest
+        _write_ref(
+            self.store,
+            self.graph,
+            self.nodes[node_id],
+            res.key,
+            out.manifest["record"]["inputs"],
+            out.manifest,
+        )
+        rows = [f"{v['rows']} rows" for v in out.manifest["outputs"].values() if "rows" in v]
+        self.show.finished(
+            node_id,
+            f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
+        )
+        self.ended = time.monotonic()
 
     def retry_corrupt(self, node_id: str, out: Outcome) -> bool:
         """An input the stage read was corrupt: it is quarantined now. Recompute it, then
@@ -757,24 +850,11 @@ class Driver:
         self.results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
         _write_ref(self.store, self.graph, self.nodes[node_id], key, hashes, manifest)
         self.show.finished(node_id, how)
+        self.ended = time.monotonic()
 
-    def _stored(self, node_id: str, key: str) -> dict | None:
-        return None if node_id in self.force else self.store.manifest(key)
-
-    def _failed(self, node_id: str, res: NodeResult, out: Outcome):
-        if out.traceback and self.progress:
-            print(out.traceback, file=sys.stderr)
-        self.show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
-        self.failure = self.failure or StageFailed(
-            node_id, self.nodes[node_id].op_ref, out.error or "failed", bad_input=out.bad_input
-        )
-
-    def _close(self, stopped: BaseException | None):
-        if self.leases is not None:
-            self.leases.close()
-        if self.runner is not None:
-            self.runner.close()
-        if self.runner is not None or self.failure or stopped or self.results:
+    def record(self, stopped: BaseException | None):
+        """The run's history entry (a run that did nothing at all leaves none)."""
+        if self.pool.runner is not None or self.failure or stopped or self.results:
             from .interrupt import cause
 
             _record(
@@ -784,6 +864,18 @@ class Driver:
                 time.monotonic() - self.show.t0,
                 self.failure or stopped and (cause(stopped) or "interrupted"),
             )
+
+    def _stored(self, node_id: str, key: str) -> dict | None:
+        return None if node_id in self.force else self.store.manifest(key)
+
+    def _failed(self, node_id: str, res: NodeResult, out: Outcome):
+        if out.traceback and self.progress:
+            print(out.traceback, file=sys.stderr)
+        self.show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
+        self.ended = time.monotonic()
+        self.failure = self.failure or StageFailed(
+            node_id, self.nodes[node_id].op_ref, out.error or "failed", bad_input=out.bad_input
+        )
 
     def _payload(self, node: Node, key: str, hashes: dict) -> Payload:
         inputs = {}

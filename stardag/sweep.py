@@ -102,34 +102,6 @@ def label(point: Sequence[str]) -> str:
     return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, _, v in (p.partition("=") for p in point))
 
 
-class Shared:
-    """One runner (one Ray) for every point of a sweep: made when a point first needs it,
-    closed after the last point instead of after each."""
-
-    def __init__(self, factory):
-        self.factory, self.runner = factory, None
-
-    def __call__(self):
-        if self.runner is None:
-            self.runner = self.factory()
-        return _KeptOpen(self.runner)
-
-    def close(self):
-        if self.runner is not None:
-            self.runner.close()
-
-
-class _KeptOpen:
-    def __init__(self, runner):
-        self._runner = runner
-
-    def __getattr__(self, name):
-        return getattr(self._runner, name)
-
-    def close(self):
-        pass  # the sweep closes it after its last point
-
-
 def run(
     spec_path,
     overrides: Sequence[str] = (),
@@ -143,43 +115,39 @@ def run(
     on_point=None,
     verbose: bool | None = None,
 ):
-    """Run every point of the grid, one after another, sharing one runner: a point finds
-    cached every stage an earlier point computed with the same key (the upstream stages
-    the points have in common), so they are computed once. Returns [(point, RunResult)];
-    `on_point(point, result, seconds)` is called as each point ends."""
-    import os
-    import time
-
+    """Run every point of the grid at once on one runner (one Ray): the points' independent
+    stages run side by side as its resources allow, and a stage that several points share
+    (the same key: the upstream stages they have in common) is computed once while the
+    others wait for it. Returns [(point, RunResult)]; `on_point(point, result, seconds)` is
+    called for each point, in order, once all have ended. A failing point stops launching
+    its own stages only; the first failure is raised once the others have ended, naming its
+    point."""
     from . import api
-    from .executor import LocalRunner, RayRunner
+    from .errors import StageFailed
 
     points = grid(sweeps, spec_path, overrides)
+    variants = []
     for point in points:  # every point is a valid spec before anything runs
         with from_sweep(point):
-            api.load(spec_path, [*overrides, *point], store)
-    sys_path = [str(Path(spec_path).resolve().parent), os.getcwd()]
-    if executor not in ("ray", "local"):
-        raise SpecError(f"unknown executor {executor!r} (ray or local)")
-    shared = Shared(LocalRunner if executor == "local" else lambda: RayRunner(address, sys_path))
-    results = []
-    try:
-        for point in points:
-            t0 = time.monotonic()
-            result = api.run(
-                spec_path,
-                [*overrides, *point],
-                store,
-                force,
-                until,
-                address,
-                executor,
-                progress,
-                verbose,
-                runners=shared,
-            )
-            results.append((point, result))
-            if on_point:
-                on_point(point, result, time.monotonic() - t0)
-    finally:
-        shared.close()
+            variants.append(api.load(spec_path, [*overrides, *point], store))
+    labels = [label(p) or None for p in points]
+    outcomes = api.run_together(
+        variants, labels, force, until, address, executor, progress, verbose
+    )
+    results, failure = [], None
+    for point, out in zip(points, outcomes):
+        if isinstance(out, StageFailed):
+            if failure is None:
+                failure = StageFailed(
+                    f"{out.node} [{label(point)}]" if point else out.node,
+                    out.op,
+                    out.error,
+                    out.bad_input,
+                )
+            continue
+        results.append((point, out))
+        if on_point:
+            on_point(point, out, out.seconds)
+    if failure is not None:
+        raise failure
     return results

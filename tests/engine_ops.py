@@ -97,6 +97,33 @@ class Fail(Operator):
         return table
 
 
+class Meet(Operator):
+    """Writes `<dir>/<me>`, then waits for the file of the other one (`a` and `b`): both
+    end only if they run at the same time."""
+
+    inputs = {"table": Dataset({"x": "int64"})}
+    outputs = {"table": Dataset({"x": "int64"})}
+
+    class Params(Params):
+        dir: str
+        me: str = "a"
+        timeout_s: float = 90.0
+
+    def run(self, ctx, table):
+        from pathlib import Path
+
+        record(ctx)
+        here = Path(ctx.params.dir)
+        (here / ctx.params.me).write_text("")
+        other = here / ("b" if ctx.params.me == "a" else "a")
+        deadline = time.monotonic() + ctx.params.timeout_s
+        while not other.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{other.name} never came: the two did not run side by side")
+            time.sleep(0.05)
+        return table
+
+
 class Sleep(Operator):
     inputs = {"table": Dataset({"x": "int64"})}
     outputs = {"table": Dataset({"x": "int64"}), "blob": Model()}

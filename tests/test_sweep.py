@@ -125,3 +125,72 @@ def test_a_sweep_on_ray_shares_the_upstream_stage_between_its_points(tmp_path, c
     assert r.returncode == 0, r.stderr
     assert sorted(calls.take()) == ["numbers", "scale", "scale", "total", "total"]
     assert "sweep: 2 points, 5 stages computed in all" in r.stderr
+
+
+@pytest.mark.ray
+def test_a_sweep_s_independent_points_run_side_by_side_on_ray(tmp_path, calls):
+    """Each point's `meet` stage waits for the other point's: a sweep that ran its points
+    one after another would time out. The upstream stage both need is computed once."""
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    spec = write(
+        tmp_path / "meet.yaml",
+        f"""
+name: meet
+stages:
+  numbers:
+    op: engine_ops:Numbers
+    params: {{n: 5}}
+  meet:
+    op: engine_ops:Meet
+    inputs: {{table: numbers}}
+    params: {{dir: "{meet}", timeout_s: 90}}
+""",
+    )
+    r = cli(
+        "run",
+        spec,
+        "--store",
+        tmp_path / "store",
+        "--sweep",
+        "stages.meet.params.me=a,b",
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(calls.take()) == ["meet", "meet", "numbers"]
+    assert sorted(p.name for p in meet.iterdir()) == ["a", "b"]
+    assert "meet [me=a]: 2 stages, 2 computed, 0 cached" in r.stderr
+    assert "meet [me=b]: 2 stages, 1 computed, 1 cached" in r.stderr
+
+
+def test_a_failing_point_names_itself_and_the_other_points_still_end(tmp_path, calls):
+    spec = write(
+        tmp_path / "fails.yaml",
+        """
+name: fails
+stages:
+  numbers:
+    op: engine_ops:Numbers
+  broken:
+    op: engine_ops:Fail
+    inputs: {table: numbers}
+  total:
+    op: engine_ops:Sum
+    inputs: {table: broken}
+""",
+    )
+    r = cli(
+        "run",
+        spec,
+        "--store",
+        tmp_path / "store",
+        "--executor",
+        "local",
+        "-q",
+        "--sweep",
+        "stages.broken.params.fail=true,false",
+    )
+    assert r.returncode == 1
+    assert "stage 'broken [fail=true]' (op engine_ops:Fail) failed" in r.stderr
+    assert "fails [fail=false]: 3 stages, 2 computed, 1 cached" in r.stderr
+    assert sorted(calls.take()) == ["broken", "broken", "numbers", "total"]
