@@ -184,6 +184,46 @@ def check_steps(question: str, completion: str) -> bool:
     return lines == scratchpad(a, b).split("\n")
 
 
+_LINE_RE = re.compile(r"^(\d+)\+(\d+):(\d)\+(\d)\+(\d)=(\d)(\d) (\d+)$")
+#: a scratchpad line's fields, in the order it writes them, with their groups in _LINE_RE
+LINE_FIELDS = {
+    "operands": (0, 2),
+    "digit pair": (2, 4),
+    "carry in": (4, 5),
+    "sum": (5, 7),
+    "result so far": (7, 8),
+}
+
+
+def first_wrong_field(question: str, completion: str) -> tuple[str, int | None]:
+    """Where a completion first departs from the right scratchpad: (field, line), the field
+    one of LINE_FIELDS, "line does not parse", "missing line", "extra line" or "answer
+    line", the line counted from 1 (the ones digit's line first); ("right", None) if it
+    does not depart."""
+    a, b = parse_question(question)
+    gold = scratchpad(a, b).split("\n")
+    got = [ln.strip() for ln in completion.strip().split("\n") if ln.strip()]
+    for i, want in enumerate(gold[:-1]):
+        if i >= len(got):
+            return "missing line", i + 1
+        m, w = _LINE_RE.match(got[i]), _LINE_RE.match(want)
+        if got[i] == want or w is None:
+            continue
+        if m is None:
+            return "line does not parse", i + 1
+        for name, (lo, hi) in LINE_FIELDS.items():
+            if m.groups()[lo:hi] != w.groups()[lo:hi]:
+                return name, i + 1
+    rest = got[len(gold) - 1 :]
+    if not rest:
+        return "missing line", len(gold)
+    if rest[0] != gold[-1]:
+        return ("extra line" if _LINE_RE.match(rest[0]) else "answer line"), len(gold)
+    if len(rest) > 1:
+        return "extra line", len(gold) + 1
+    return "right", None
+
+
 def pretrain_examples(
     rng: random.Random,
     n: int,

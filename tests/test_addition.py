@@ -197,3 +197,23 @@ def test_loss_masks_prompt(tok):
     assert ids[-1] == tok.eos_token_id
     assert C.lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
     assert C.lr_at(99, 100, 1.0, 10) < 0.2
+
+
+def test_the_first_wrong_field_of_a_scratchpad_is_named_with_its_line():
+    gold = A.scratchpad(457, 968)  # 457+968:7+8+0=15 5 / 45+96:5+6+1=12 25 / 4+9:4+9+1=14 425
+    lines = gold.split("\n")
+    assert A.first_wrong_field("457+968", gold) == ("right", None)
+
+    def edit(i, line):
+        return "\n".join(lines[:i] + [line] + lines[i + 1 :])
+
+    assert A.first_wrong_field("457+968", edit(1, "45+95:5+6+1=12 25")) == ("operands", 2)
+    assert A.first_wrong_field("457+968", edit(1, "45+96:5+5+1=11 15")) == ("digit pair", 2)
+    assert A.first_wrong_field("457+968", edit(1, "45+96:5+6+0=11 15")) == ("carry in", 2)
+    assert A.first_wrong_field("457+968", edit(2, "4+9:4+9+1=13 325")) == ("sum", 3)
+    assert A.first_wrong_field("457+968", edit(2, "4+9:4+9+1=14 415")) == ("result so far", 3)
+    assert A.first_wrong_field("457+968", edit(0, "457+968 7+8")) == ("line does not parse", 1)
+    assert A.first_wrong_field("457+968", "\n".join(lines[:2])) == ("missing line", 3)
+    assert A.first_wrong_field("457+968", edit(3, "=1424")) == ("answer line", 4)
+    assert A.first_wrong_field("457+968", edit(3, "0+0:0+0+1=01 1425")) == ("extra line", 4)
+    assert A.first_wrong_field("457+968", gold + "\n=1425") == ("extra line", 5)
