@@ -47,8 +47,8 @@ def corpus_questions(params: dict, exclude: set[str]) -> set[str]:
 def main():
     import polars as pl
 
-    import stardag
     from operators import addition, hf_common
+    from stardag import api
     from stardag.report import wilson
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,7 +60,7 @@ def main():
     ap.add_argument("--json", default=str(ROOT / "docs" / "hint-diagnosis.json"))
     args = ap.parse_args()
 
-    ld, manifest = stardag.api.artifact(args.spec, "base", None, args.overrides, args.store)
+    ld, manifest = api.artifact(args.spec, "base", None, args.overrides, args.store)
     problems_node = ld.graph.nodes["problems"]
     pp = problems_node.params_json
     model_dir = ld.store.model_dir(manifest["key"], "model")
