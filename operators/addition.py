@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable
 
 HINT_SEP = "|"
+#: how a hinted completion is written: the plain scratchpad, or with the hint restated
+HINT_FORMATS = ("prompt", "restated")
 ANSWER_PREFIX = "="
 #: every character the prompts and completions can contain
 CHARS = "0123456789+=|\n "
@@ -142,6 +144,38 @@ def scratchpad(a: int, b: int) -> str:
     return "\n".join(lines)
 
 
+def hinted_scratchpad(a: int, b: int) -> str:
+    """The scratchpad a model writes when given the answer as a hint, in the restated
+    format: each line restates, after the operands left to add, the hint digits left to
+    write, so that the digits a line writes (carry out and result digit) are the last ones
+    before ':', found by content as the operand digits are, never by counting positions:
+
+        12345+67890|80235:5+0+0=05 5
+        1234+6789|8023:4+9+0=13 35
+        ...
+        1+6|80:1+6+1=08 80235
+        =80235
+
+    Deleting every restated hint (`unhint`) gives exactly `scratchpad(a, b)`."""
+    hint = str(a + b)
+    lines = scratchpad(a, b).split("\n")
+    out = []
+    for k, line in enumerate(lines[:-1]):
+        operands, steps = line.split(":", 1)
+        out.append(f"{operands}{HINT_SEP}{hint[: len(hint) - k]}:{steps}")
+    return "\n".join([*out, lines[-1]])
+
+
+_RESTATED_HINT = re.compile(r"\|\d*(?=:)")
+
+
+def unhint(completion: str) -> str:
+    """A completion written with a hint, with every restated hint (`|digits` before a
+    line's ':') deleted: the rationale as it is stored for training, in the plain format.
+    A completion with no restated hint is returned unchanged."""
+    return _RESTATED_HINT.sub("", completion)
+
+
 def prompt(question: str, hint: str | None = None) -> str:
     """The prompt for `question`; with `hint` (the gold answer) it reads ``a+b|hint\\n``."""
     q = question.strip()
@@ -230,11 +264,16 @@ def pretrain_examples(
     mix: dict[int, float],
     hint_share: float,
     exclude: set[str] | None = None,
+    hint_format: str = "prompt",
 ) -> list[tuple[str, str]]:
     """`n` (prompt, completion) pairs for pretraining: the digit count of each is drawn with
     the weights in `mix` ({digits: weight}, normalized here), and a share `hint_share` of the
-    prompts carry the answer as a hint (so that the model learns to read hints). Questions
-    in `exclude` (e.g. the held-out set's) are redrawn."""
+    prompts carry the answer as a hint (so that the model learns to read hints). With
+    `hint_format` "prompt" a hinted example's completion is the plain scratchpad; with
+    "restated" it restates the hint on every line (`hinted_scratchpad`). Questions in
+    `exclude` (e.g. the held-out set's) are redrawn."""
+    if hint_format not in HINT_FORMATS:
+        raise ValueError(f"hint_format must be one of {', '.join(HINT_FORMATS)}")
     lengths = sorted(mix)
     weights = [float(mix[d]) for d in lengths]
     if not lengths or sum(weights) <= 0:
@@ -247,5 +286,6 @@ def pretrain_examples(
         if exclude and q in exclude:
             continue
         hint = str(a + b) if rng.random() < hint_share else None
-        out.append((prompt(q, hint), scratchpad(a, b)))
+        restated = hint is not None and hint_format == "restated"
+        out.append((prompt(q, hint), (hinted_scratchpad if restated else scratchpad)(a, b)))
     return out

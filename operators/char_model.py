@@ -5,6 +5,8 @@ rare, so that the outer loop has something to teach."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from stardag.operator import Dataset, DefaultResources, Model, Operator, Params
@@ -27,6 +29,9 @@ class CharModel(Operator):
         warmup: int = 100
         mix: dict[int, float] = {1: 0.3, 2: 0.3, 3: 0.25, 4: 0.135, 5: 0.015}
         hint_share: float = 0.1
+        # "restated": hinted examples restate the hint's digits on every scratchpad line,
+        # where the model finds them by content (see addition.hinted_scratchpad)
+        hint_format: Literal["prompt", "restated"] = "prompt"
         corpus_size: int = 50_000
         seed: int = 0
         # the training state is saved every this many steps (on a local store): a killed
@@ -42,7 +47,9 @@ class CharModel(Operator):
         hf_common.set_threads(ctx.resources.cpus)
         rng = random.Random(p.seed)
         held = set(exclude["question"].to_list()) if exclude is not None else None
-        corpus = addition.pretrain_examples(rng, p.corpus_size, p.mix, p.hint_share, exclude=held)
+        corpus = addition.pretrain_examples(
+            rng, p.corpus_size, p.mix, p.hint_share, exclude=held, hint_format=p.hint_format
+        )
         tok = tiny_gpt.make_tokenizer()
         model = tiny_gpt.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)
         kept = ctx.checkpoint_dir("pretrain")  # checkpoints kept until the model is published

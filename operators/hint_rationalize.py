@@ -9,6 +9,7 @@ from stardag.operator import Dataset, DefaultResources, Model, Operator
 
 from .fewshot_prompt import PROMPTS
 from .sample import SampleParams, sample_table, workers_of
+from .tasks import get
 from .verify import VERIFIED, VerifyParams, verify_table
 
 
@@ -37,6 +38,11 @@ class HintRationalize(Operator):
         if failed.height == 0:
             return verified.clear().with_columns(pl.lit(True).alias("rationalized"))
         hinted = sample_table(ctx, model, failed, p, "hint_prompt", shards="hinted")
+        unhint = get(p.task).unhint
+        if unhint is not None:  # the rationale as stored: what the hint left in it deleted
+            hinted = hinted.with_columns(
+                pl.col("completion").map_elements(unhint, return_dtype=pl.Utf8)
+            )
         checked = verify_table(hinted, p.task, p.mode, p.extract).filter(pl.col("correct"))
         # the hint is removed: the training example is the plain prompt + the rationale
         # sample_table kept the problem's plain `prompt` column beside the hinted one it used

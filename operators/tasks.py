@@ -21,6 +21,8 @@ class Task:
     check_steps: Callable[[str, str], bool] | None = None  # (question, completion) -> all right
     # named answer extractions a spec can choose (`extract: strict`); `parse` is the default
     extractors: dict[str, Callable[[str, str], str | None]] = field(default_factory=dict)
+    # a completion sampled with a hint -> the rationale as stored (the hint's traces removed)
+    unhint: Callable[[str], str] | None = None
 
     def extractor(self, mode: str | None) -> Callable[[str, str], str | None]:
         if mode is None:
@@ -64,6 +66,7 @@ register(
         lambda completion, question: addition.parse_answer(completion),
         _digits,
         addition.check_steps,
+        unhint=addition.unhint,
     )
 )
 

@@ -217,3 +217,37 @@ def test_the_first_wrong_field_of_a_scratchpad_is_named_with_its_line():
     assert A.first_wrong_field("457+968", edit(3, "=1424")) == ("answer line", 4)
     assert A.first_wrong_field("457+968", edit(3, "0+0:0+0+1=01 1425")) == ("extra line", 4)
     assert A.first_wrong_field("457+968", gold + "\n=1425") == ("extra line", 5)
+
+
+def test_a_restated_hint_is_read_next_to_the_operands_and_deleting_it_gives_the_scratchpad():
+    assert A.hinted_scratchpad(457, 968) == (
+        "457+968|1425:7+8+0=15 5\n45+96|142:5+6+1=12 25\n4+9|14:4+9+1=14 425\n=1425"
+    )
+    rng = random.Random(0)
+    for n in (1, 2, 3, 5, 8):
+        for _ in range(50):
+            a, b = rng.randint(0, 10**n - 1), rng.randint(0, 10**n - 1)
+            hinted = A.hinted_scratchpad(a, b)
+            assert A.unhint(hinted) == A.scratchpad(a, b)
+            for line in hinted.split("\n")[:-1]:  # a line's digit ends its restated hint
+                restated, steps = line.split(A.HINT_SEP)[1].split(":")
+                assert restated[-1] == steps.split("=")[1][1]
+    plain = A.scratchpad(12345, 67890)
+    assert A.unhint(plain) == plain
+
+
+def test_pretraining_teaches_the_hint_in_the_format_asked_for():
+    rng_a, rng_b = random.Random(0), random.Random(0)
+    prompt_format = A.pretrain_examples(rng_a, 400, {3: 1.0}, 0.5)
+    restated = A.pretrain_examples(rng_b, 400, {3: 1.0}, 0.5, hint_format="restated")
+    assert [p for p, _ in prompt_format] == [p for p, _ in restated]  # the same draws
+    hinted = [(p, c) for p, c in restated if A.HINT_SEP in p]
+    assert 150 < len(hinted) < 250
+    for p, c in restated:
+        assert (A.HINT_SEP in c) == (A.HINT_SEP in p)
+        assert c == (A.hinted_scratchpad if A.HINT_SEP in p else A.scratchpad)(
+            *A.parse_question(p.split(A.HINT_SEP)[0])
+        )
+    assert all(A.HINT_SEP not in c for _, c in prompt_format)
+    with pytest.raises(ValueError, match="hint_format"):
+        A.pretrain_examples(random.Random(0), 1, {1: 1.0}, 0.5, hint_format="inline")

@@ -204,6 +204,47 @@ def test_hint_rationalize_samples_only_failures_and_removes_the_hint(model_dir):
         assert addition.parse_answer(row["completion"]) == row["answer"]
 
 
+def test_a_rationale_written_with_a_restated_hint_is_stored_in_the_plain_format(
+    model_dir, monkeypatch
+):
+    """A model pretrained with `hint_format: restated` writes the hint into its lines; the
+    stored rationale is what is left once they are deleted, and the step verifier judges
+    that: a rationale that copies the hinted answer after a wrong step is not kept."""
+    from operators import hint_rationalize
+
+    p = prompts()
+    samples = Sample().run(ctx(Sample, max_new_tokens=20), model_dir, p)
+    verified = Verify().run(ctx(Verify), samples).with_columns(pl.lit(False).alias("correct"))
+    real = hint_rationalize.sample_table
+    wrong_step = set(p["question"].to_list()[::2])
+
+    def written_with_the_hint(ctx_, model, failed, params, column, shards="samples"):
+        out = real(ctx_, model, failed, params, column, shards=shards)
+        texts = []
+        for q in out["question"]:
+            text = addition.hinted_scratchpad(*addition.parse_question(q))
+            if q in wrong_step:  # a wrong carry in on the first line, the hinted answer kept
+                text = text.replace("+0=", "+1=", 1)
+            texts.append(text)
+        return out.with_columns(pl.Series("completion", texts))
+
+    monkeypatch.setattr(hint_rationalize, "sample_table", written_with_the_hint)
+    by_answer = HintRationalize().run(
+        ctx(HintRationalize, max_new_tokens=20), model_dir, p, verified
+    )
+    assert sorted(by_answer["question"]) == sorted(p["question"])
+    for row in by_answer.iter_rows(named=True):
+        assert addition.HINT_SEP not in row["completion"]
+        a, b = addition.parse_question(row["question"])
+        assert (row["completion"] == addition.scratchpad(a, b)) == (
+            row["question"] not in wrong_step
+        )
+    by_steps = HintRationalize().run(
+        ctx(HintRationalize, max_new_tokens=20, mode="steps"), model_dir, p, verified
+    )
+    assert sorted(by_steps["question"]) == sorted(set(p["question"]) - wrong_step)
+
+
 def test_hint_rationalize_resumes_from_its_shards_with_the_same_output(model_dir):
     p = prompts()
     verified = Verify().run(ctx(Verify), Sample().run(ctx(Sample, max_new_tokens=20), model_dir, p))
