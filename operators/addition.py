@@ -262,13 +262,14 @@ def pretrain_examples(
     rng: random.Random,
     n: int,
     mix: dict[int, float],
-    hint_share: float,
+    hint_share: float | dict[int, float],
     exclude: set[str] | None = None,
     hint_format: str = "prompt",
 ) -> list[tuple[str, str]]:
     """`n` (prompt, completion) pairs for pretraining: the digit count of each is drawn with
     the weights in `mix` ({digits: weight}, normalized here), and a share `hint_share` of the
-    prompts carry the answer as a hint (so that the model learns to read hints). With
+    prompts carry the answer as a hint (so that the model learns to read hints); a mapping
+    {digits: share} gives each length its own share (0 for a length it leaves out). With
     `hint_format` "prompt" a hinted example's completion is the plain scratchpad; with
     "restated" it restates the hint on every line (`hinted_scratchpad`). Questions in
     `exclude` (e.g. the held-out set's) are redrawn."""
@@ -285,7 +286,8 @@ def pretrain_examples(
         q = f"{a}+{b}"
         if exclude and q in exclude:
             continue
-        hint = str(a + b) if rng.random() < hint_share else None
+        share = hint_share.get(d, 0.0) if isinstance(hint_share, dict) else hint_share
+        hint = str(a + b) if rng.random() < share else None
         restated = hint is not None and hint_format == "restated"
         out.append((prompt(q, hint), (hinted_scratchpad if restated else scratchpad)(a, b)))
     return out

@@ -28,7 +28,8 @@ class CharModel(Operator):
         lr: float = 2e-3
         warmup: int = 100
         mix: dict[int, float] = {1: 0.3, 2: 0.3, 3: 0.25, 4: 0.135, 5: 0.015}
-        hint_share: float = 0.1
+        # the share of hinted examples, or {digits: share} per length
+        hint_share: float | dict[int, float] = 0.1
         # "restated": hinted examples restate the hint's digits on every scratchpad line,
         # where the model finds them by content (see addition.hinted_scratchpad)
         hint_format: Literal["prompt", "restated"] = "prompt"

@@ -249,5 +249,10 @@ def test_pretraining_teaches_the_hint_in_the_format_asked_for():
             *A.parse_question(p.split(A.HINT_SEP)[0])
         )
     assert all(A.HINT_SEP not in c for _, c in prompt_format)
+    per_length = A.pretrain_examples(random.Random(0), 600, {2: 0.5, 3: 0.5}, {3: 1.0})
+    assert {len(p.split("+")[0]) for p, _ in per_length} == {2, 3}
+    assert all(
+        (A.HINT_SEP in p) == (len(p.split("+")[0]) == 3) for p, _ in per_length
+    )  # 3 digits always hinted, 2 digits never
     with pytest.raises(ValueError, match="hint_format"):
         A.pretrain_examples(random.Random(0), 1, {1: 1.0}, 0.5, hint_format="inline")
