@@ -274,7 +274,7 @@ def test_models_load_only_from_safetensors(tmp_path):
     with pytest.raises(InputError, match="no safetensors weights"):
         check_model_path(model)
     # transformers is told so too, in case a directory holds both
-    for path in (REPO / "operators" / "hf.py", REPO / "operators" / "hf_model.py"):
+    for path in (REPO / "operators" / "hf_common.py", REPO / "operators" / "hf_model.py"):
         source = path.read_text()
         assert "use_safetensors=True" in source or '"use_safetensors"] = ' in source, path
 
