@@ -41,7 +41,7 @@ def corpus_questions(params: dict, exclude: set[str]) -> set[str]:
     corpus = addition.pretrain_examples(
         rng, params["corpus_size"], mix, params["hint_share"], exclude=exclude
     )
-    return {p.split("\n")[0].split("|")[0] for p, _ in corpus}
+    return {addition.strip_hint(p).strip() for p, _ in corpus}
 
 
 def main():

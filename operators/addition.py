@@ -190,13 +190,15 @@ def strip_hint(prompt_text: str) -> str:
     return first.split(HINT_SEP, 1)[0] + sep + rest
 
 
+def _lines(completion: str) -> list[str]:
+    """A completion's non-empty lines, stripped."""
+    return [ln.strip() for ln in completion.split("\n") if ln.strip()]
+
+
 def parse_answer(completion: str) -> str | None:
     """The final answer of a completion: the digits of its last non-empty line ``=N``,
     without leading zeros; None when there is no such line or it is malformed."""
-    if not completion:
-        return None
-    lines = [ln.strip() for ln in completion.strip().split("\n")]
-    lines = [ln for ln in lines if ln]
+    lines = _lines(completion or "")
     if not lines:
         return None
     m = _ANSWER_RE.match(lines[-1])
@@ -213,9 +215,7 @@ def check_steps(question: str, completion: str) -> bool:
         a, b = parse_question(question)
     except ValueError:
         return False
-    lines = [ln.strip() for ln in completion.strip().split("\n")]
-    lines = [ln for ln in lines if ln]
-    return lines == scratchpad(a, b).split("\n")
+    return _lines(completion) == scratchpad(a, b).split("\n")
 
 
 _LINE_RE = re.compile(r"^(\d+)\+(\d+):(\d)\+(\d)\+(\d)=(\d)(\d) (\d+)$")
@@ -236,7 +236,7 @@ def first_wrong_field(question: str, completion: str) -> tuple[str, int | None]:
     does not depart."""
     a, b = parse_question(question)
     gold = scratchpad(a, b).split("\n")
-    got = [ln.strip() for ln in completion.strip().split("\n") if ln.strip()]
+    got = _lines(completion)
     for i, want in enumerate(gold[:-1]):
         if i >= len(got):
             return "missing line", i + 1

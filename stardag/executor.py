@@ -550,6 +550,7 @@ class Progress:
     def __init__(self, enabled: bool, total: int, label: str | None = None):
         self.enabled, self.total, self.n, self.label = enabled, total, 0, label
         self.t0 = time.monotonic()
+        self.last: float | None = None  # when the last node finished
 
     def line(self, node: str, what: str, **event):
         if self.label is not None:
@@ -563,6 +564,7 @@ class Progress:
 
     def finished(self, node: str, what: str):
         self.n += 1
+        self.last = time.monotonic()
         self.line(node, what, finished=node, n=self.n, total=self.total)
 
 
@@ -609,8 +611,8 @@ def execute_together(
     failure that stopped it, in the order given; each leaves its own run record."""
     pool = Pool(runner_factory)
     drivers = [Driver(job, pool, sys_path, progress) for job in jobs]
-    for d in drivers:
-        d.store.clean_tmp()
+    for store in {d.store.uri: d.store for d in drivers}.values():
+        store.clean_tmp()
     stopped: BaseException | None = None
     try:
         drive(drivers, pool)
@@ -643,11 +645,7 @@ def drive(drivers: list[Driver], pool: Pool):
             continue
         if waiting:
             time.sleep(POLL_S)
-        elif (
-            any(d.active() for d in drivers)
-            and not launched
-            and sum(d.show.n for d in drivers) == finished_before
-        ):
+        elif any(d.active() for d in drivers) and not launched:  # nothing found either
             stuck = [n for d in drivers for n in d.pending]
             raise StardagError(f"internal: nothing runnable, pending {stuck}")
 
@@ -716,11 +714,10 @@ class Driver:
         self.retries: dict[str, int] = {}
         self.failure: StageFailed | None = None
         self.show = Progress(progress, len(job.selected), job.label)
-        self.ended: float | None = None  # when the last stage ended
 
     def seconds(self) -> float:
         """From the start until this run's last stage ended (or now)."""
-        return (self.ended or time.monotonic()) - self.show.t0
+        return (self.show.last or time.monotonic()) - self.show.t0
 
     def active(self) -> bool:
         return self.failure is None and bool(self.pending or self.waiting)
@@ -827,7 +824,6 @@ class Driver:
             node_id,
             f"done in {seconds(res.seconds)}" + (f" ({', '.join(rows)})" if rows else ""),
         )
-        self.ended = time.monotonic()
 
     def retry_corrupt(self, node_id: str, out: Outcome) -> bool:
         """An input the stage read was corrupt: it is quarantined now. Recompute it, then
@@ -850,7 +846,6 @@ class Driver:
         self.results[node_id] = NodeResult(node_id, "cached", key, manifest=manifest)
         _write_ref(self.store, self.graph, self.nodes[node_id], key, hashes, manifest)
         self.show.finished(node_id, how)
-        self.ended = time.monotonic()
 
     def record(self, stopped: BaseException | None):
         """The run's history entry (a run that did nothing at all leaves none)."""
@@ -872,7 +867,6 @@ class Driver:
         if out.traceback and self.progress:
             print(out.traceback, file=sys.stderr)
         self.show.finished(node_id, f"FAILED after {seconds(res.seconds)}")
-        self.ended = time.monotonic()
         self.failure = self.failure or StageFailed(
             node_id, self.nodes[node_id].op_ref, out.error or "failed", bad_input=out.bad_input
         )
