@@ -1,16 +1,23 @@
-"""Runs the arithmetic STaR pipeline and its variants into one store, then compares them with
-`stardag compare`: docs/results-arithmetic.md's four-variant table and docs/star-arithmetic.png
-come from here. The same by hand:
+"""Runs the arithmetic STaR pipeline, its ablation and its variants into one store, over
+seeds, then compares them with `stardag compare`: docs/results-arithmetic.md's tables,
+docs/star-arithmetic.png and docs/arith-results.json come from here.
 
-    stardag run pipelines/star.yaml   # ... and each variant
+    python bench/arith_results.py [--seeds 0,1,2] [--variant-seeds 0] [--store DIR]
+        [--set K=V]... [--out docs/arith-results.json] [--plot docs/star-arithmetic.png]
+
+The contrast (pipelines/star.yaml and pipelines/star_no_rationalization.yaml) runs at every
+seed of `--seeds`; the other variants (temperature sampling, the step verifier) at each of
+`--variant-seeds`. A seed is the base model's (`stages.base.params.seed`: its initial
+weights and its pretraining corpus) and the loop's training seed; seed 0 is the specs' own,
+so its runs are the ones `stardag run pipelines/star.yaml` makes. The same by hand, per seed:
+
+    stardag run pipelines/star.yaml --set stages.base.params.seed=1 \\
+        --set loop.stages.train.params.seed=1
     stardag compare pipelines/star.yaml pipelines/star_no_rationalization.yaml \\
-        pipelines/star_steps.yaml pipelines/star_no_rationalization_steps.yaml --slice 5
+        --set stages.base.params.seed=1 --set loop.stages.train.params.seed=1 --slice 5
 
-    python bench/arith_results.py [SPEC...] [--store DIR] [--set K=V]... [--slice 5]
-        [--out docs/arith-results.json] [--plot docs/star-arithmetic.png]
-
-The variants share every upstream artifact with the default pipeline (problems, the
-pretrained base model, prompts, the base evaluation), so only their loops are computed.
+Every run's wall time is recorded: the first one (seed 0 of the default pipeline, on an
+empty store) is the first-run time the docs quote.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,42 +34,154 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SPECS = [
-    "pipelines/star.yaml",
-    "pipelines/star_no_rationalization.yaml",
-    "pipelines/star_steps.yaml",
-    "pipelines/star_no_rationalization_steps.yaml",
-]
+CONTRAST = ["pipelines/star.yaml", "pipelines/star_no_rationalization.yaml"]
+VARIANTS = ["pipelines/star_temperature.yaml", "pipelines/star_steps.yaml"]
+
+
+def seeded(seed: int) -> list[str]:
+    return [f"stages.base.params.seed={seed}", f"loop.stages.train.params.seed={seed}"]
+
+
+def seeds_of(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def summary(per_seed: dict[int, dict]) -> dict:
+    """{label: {iteration: {slice or "all": {"mean", "min", "max", "seeds": [...]}}}} over
+    the seeds each variant ran at."""
+    out: dict = {}
+    for data in per_seed.values():
+        for v in data["variants"]:
+            name = Path(v["spec"]).stem
+            for e in v["iterations"]:
+                cell = out.setdefault(name, {}).setdefault(str(e["iteration"]), {})
+                values = {"all": e["accuracy"], **e["by_slice"]}
+                for k, got in values.items():
+                    cell.setdefault(k, {"seeds": []})["seeds"].append(got)
+                for source, share in (e.get("faithful") or {}).items():
+                    cell.setdefault(f"faithful:{source}", {"seeds": []})["seeds"].append(share)
+    for cells in out.values():
+        for cell in cells.values():
+            for entry in cell.values():
+                xs = entry["seeds"]
+                entry.update(mean=statistics.fmean(xs), min=min(xs), max=max(xs))
+    return out
+
+
+def table(summ: dict, per_seed: dict[int, dict]) -> str:
+    """Per variant and iteration: each length's and the whole's accuracy, mean over the
+    seeds with the lowest and highest, and the faithful share of the rationalized examples."""
+    lines = []
+    for name, cells in summ.items():
+        seeds = len(next(iter(cells.values()))["all"]["seeds"])
+        lines.append(f"{name} ({seeds} seed{'s' if seeds > 1 else ''}): mean [min, max] %")
+        slices = [k for k in next(iter(cells.values())) if not k.startswith("faithful")]
+        slices = sorted(slices, key=lambda s: (s == "all", s))
+        lines.append("  iter  " + "  ".join(f"{s:>17}" for s in slices) + "  faithful:rat")
+        for it, cell in sorted(cells.items(), key=lambda kv: int(kv[0])):
+            row = [
+                f"{100 * cell[s]['mean']:5.1f} [{100 * cell[s]['min']:4.1f},{100 * cell[s]['max']:5.1f}]"
+                for s in slices
+            ]
+            f = cell.get("faithful:rationalization")
+            faithful = f"{100 * f['mean']:5.1f}" if f else "    -"
+            lines.append(f"  {it:>4}  " + "  ".join(f"{r:>17}" for r in row) + f"  {faithful}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summ: dict, path: Path, names: list[str]):
+    """One panel per variant: each length's accuracy per iteration, the mean over seeds
+    with the seeds' range as a band, the whole in black."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(4.4 * len(names), 3.9), dpi=110, sharey=True, squeeze=False
+    )
+    for ax, name in zip(axes[0], names):
+        cells = summ[name]
+        its = sorted(cells, key=int)
+        xs = [int(i) for i in its]
+        slices = [k for k in cells[its[0]] if not k.startswith("faithful")]
+        for s in sorted(slices, key=lambda s: (s == "all", s)):
+            mean = [100 * cells[i][s]["mean"] for i in its]
+            lo = [100 * cells[i][s]["min"] for i in its]
+            hi = [100 * cells[i][s]["max"] for i in its]
+            style = {"color": "black", "lw": 2.5} if s == "all" else {}
+            line = ax.plot(xs, mean, marker="o", label=s, **style)[0]
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+        seeds = len(cells[its[0]]["all"]["seeds"])
+        ax.set_title(f"{name} ({seeds} seed{'s' if seeds > 1 else ''})", fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_xticks(xs)
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out accuracy (%): mean, band = seeds' range")
+    axes[0][-1].legend(title="digits", fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main():
     import stardag
     from stardag import compare
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("specs", nargs="*", default=[str(ROOT / s) for s in SPECS])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the contrast")
+    ap.add_argument("--variant-seeds", default="0", help="seeds of the other variants")
     ap.add_argument("--store", default=str(ROOT / "pipelines" / ".stardag"))
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--slice", default="5", help="the slice the first table shows")
+    ap.add_argument("--slice", default="5", help="the slice `stardag compare` shows first")
     ap.add_argument("--out", default=str(ROOT / "docs" / "arith-results.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "star-arithmetic.png"))
     args = ap.parse_args()
-    runs = {}
-    for spec in args.specs:
-        t0 = time.perf_counter()
-        run = stardag.run(spec, overrides=args.overrides, store=args.store)
-        wall = time.perf_counter() - t0
-        runs[spec] = {"wall_s": round(wall, 1), "computed": len(run.computed())}
-        print(f"== {spec}: {wall:.0f}s, {len(run.computed())} computed, {len(run.cached())} cached")
-    data = compare.collect(args.specs, args.overrides, store=args.store)
-    print(compare.table(data, args.slice))
-    data["machine"] = (
-        f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}"
-    )
-    data["runs"] = runs
-    Path(args.out).write_text(json.dumps(data, indent=1))
-    compare.plot(data, Path(args.plot))
+    plan: dict[int, list[str]] = {}
+    for seed in seeds_of(args.seeds):
+        plan.setdefault(seed, []).extend(CONTRAST)
+    for seed in seeds_of(args.variant_seeds):
+        plan.setdefault(seed, []).extend(VARIANTS)
+    runs, per_seed = [], {}
+    for seed, specs in plan.items():
+        overrides = [*args.overrides, *seeded(seed)]
+        for spec in specs:
+            t0 = time.perf_counter()
+            run = stardag.run(str(ROOT / spec), overrides=overrides, store=args.store)
+            wall = time.perf_counter() - t0
+            runs.append(
+                {
+                    "spec": spec,
+                    "seed": seed,
+                    "wall_s": round(wall, 1),
+                    "computed": len(run.computed()),
+                    "cached": len(run.cached()),
+                }
+            )
+            print(f"== {spec} seed {seed}: {wall:.0f}s, {len(run.computed())} computed")
+        per_seed[seed] = compare.collect(
+            [str(ROOT / s) for s in specs], overrides, store=args.store
+        )
+        print(f"-- seed {seed}")
+        print(compare.table(per_seed[seed], args.slice))
+    summ = summary(per_seed)
+    print(table(summ, per_seed))
+    for data in per_seed.values():  # the training curves are in the store; not repeated here
+        for v in data["variants"]:
+            for e in v["iterations"]:
+                e.pop("training", None)
+    out = {
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs ({platform.machine()}), "
+        f"Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "summary": summ,
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+    }
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    plot(summ, Path(args.plot), [Path(s).stem for s in CONTRAST + VARIANTS if Path(s).stem in summ])
 
 
 if __name__ == "__main__":

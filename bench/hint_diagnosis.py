@@ -72,8 +72,11 @@ def main():
     t0 = time.perf_counter()
     out: dict = {"per_digit": {}, "fields": {}}
     completions = {}
+    layout = ld.graph.nodes["base"].params_json.get("layout", "line")
     for hinted in (False, True):
-        texts = [addition.prompt(r["question"], r["answer"] if hinted else None) for r in rows]
+        texts = [
+            addition.prompt(r["question"], r["answer"] if hinted else None, layout) for r in rows
+        ]
         got = []
         for b in range(0, len(texts), args.batch_size):
             batch = texts[b : b + args.batch_size]

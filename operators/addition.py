@@ -23,6 +23,11 @@ from collections.abc import Iterable
 HINT_SEP = "|"
 #: how a hinted completion is written: the plain scratchpad, or with the hint restated
 HINT_FORMATS = ("prompt", "restated")
+#: where the prompt ends: after the question's line ("line": the completion restates the
+#: operands as its first line) or where the first line's operands end ("inline": the
+#: completion continues that line from ':', so the model never copies the prompt's line)
+LAYOUTS = ("line", "inline")
+STEPS_SEP = ":"
 ANSWER_PREFIX = "="
 #: every character the prompts and completions can contain
 CHARS = "0123456789+=|\n "
@@ -176,12 +181,12 @@ def unhint(completion: str) -> str:
     return _RESTATED_HINT.sub("", completion)
 
 
-def prompt(question: str, hint: str | None = None) -> str:
-    """The prompt for `question`; with `hint` (the gold answer) it reads ``a+b|hint\\n``."""
+def prompt(question: str, hint: str | None = None, layout: str = "line") -> str:
+    """The prompt for `question`; with `hint` (the gold answer) it reads ``a+b|hint\\n``.
+    With layout "inline" there is no newline: the completion continues the line from ':'."""
     q = question.strip()
-    if hint is None:
-        return f"{q}\n"
-    return f"{q}{HINT_SEP}{str(hint).strip()}\n"
+    text = q if hint is None else f"{q}{HINT_SEP}{str(hint).strip()}"
+    return text if layout == "inline" else f"{text}\n"
 
 
 def strip_hint(prompt_text: str) -> str:
@@ -190,8 +195,12 @@ def strip_hint(prompt_text: str) -> str:
     return first.split(HINT_SEP, 1)[0] + sep + rest
 
 
-def _lines(completion: str) -> list[str]:
-    """A completion's non-empty lines, stripped."""
+def _lines(completion: str, question: str | None = None) -> list[str]:
+    """A completion's non-empty lines, stripped. A completion that starts at ':' continues
+    the prompt's line (layout "inline"): with `question`, its first line is read with the
+    question's operands in front, as the line the model and the reader see."""
+    if question is not None and completion.startswith(STEPS_SEP):
+        completion = question.strip() + completion
     return [ln.strip() for ln in completion.split("\n") if ln.strip()]
 
 
@@ -210,12 +219,13 @@ def parse_answer(completion: str) -> str | None:
 def check_steps(question: str, completion: str) -> bool:
     """True only if the completion is the right scratchpad: one correct line per digit from
     the right (the remaining operands, their last digits, carry in, carry out, result digit
-    and the result so far), in order, no missing or extra lines, and the right answer."""
+    and the result so far), in order, no missing or extra lines, and the right answer. A
+    completion that starts at ':' is judged as the continuation of the question's line."""
     try:
         a, b = parse_question(question)
     except ValueError:
         return False
-    return _lines(completion) == scratchpad(a, b).split("\n")
+    return _lines(completion, question) == scratchpad(a, b).split("\n")
 
 
 _LINE_RE = re.compile(r"^(\d+)\+(\d+):(\d)\+(\d)\+(\d)=(\d)(\d) (\d+)$")
@@ -236,7 +246,7 @@ def first_wrong_field(question: str, completion: str) -> tuple[str, int | None]:
     does not depart."""
     a, b = parse_question(question)
     gold = scratchpad(a, b).split("\n")
-    got = _lines(completion)
+    got = _lines(completion, question)
     for i, want in enumerate(gold[:-1]):
         if i >= len(got):
             return "missing line", i + 1
@@ -265,16 +275,20 @@ def pretrain_examples(
     hint_share: float | dict[int, float],
     exclude: set[str] | None = None,
     hint_format: str = "prompt",
+    layout: str = "line",
 ) -> list[tuple[str, str]]:
     """`n` (prompt, completion) pairs for pretraining: the digit count of each is drawn with
     the weights in `mix` ({digits: weight}, normalized here), and a share `hint_share` of the
     prompts carry the answer as a hint (so that the model learns to read hints); a mapping
     {digits: share} gives each length its own share (0 for a length it leaves out). With
     `hint_format` "prompt" a hinted example's completion is the plain scratchpad; with
-    "restated" it restates the hint on every line (`hinted_scratchpad`). Questions in
-    `exclude` (e.g. the held-out set's) are redrawn."""
+    "restated" it restates the hint on every line (`hinted_scratchpad`). With `layout`
+    "inline" the prompt is the first line's operands (and hint) and the completion starts
+    at its ':'. Questions in `exclude` (e.g. the held-out set's) are redrawn."""
     if hint_format not in HINT_FORMATS:
         raise ValueError(f"hint_format must be one of {', '.join(HINT_FORMATS)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}")
     lengths = sorted(mix)
     weights = [float(mix[d]) for d in lengths]
     if not lengths or sum(weights) <= 0:
@@ -289,5 +303,8 @@ def pretrain_examples(
         share = hint_share.get(d, 0.0) if isinstance(hint_share, dict) else hint_share
         hint = str(a + b) if rng.random() < share else None
         restated = hint is not None and hint_format == "restated"
-        out.append((prompt(q, hint), (hinted_scratchpad if restated else scratchpad)(a, b)))
+        text = (hinted_scratchpad if restated else scratchpad)(a, b)
+        if layout == "inline":
+            text = text[text.index(STEPS_SEP) :]
+        out.append((prompt(q, hint, layout), text))
     return out

@@ -33,6 +33,10 @@ class CharModel(Operator):
         # "restated": hinted examples restate the hint's digits on every scratchpad line,
         # where the model finds them by content (see addition.hinted_scratchpad)
         hint_format: Literal["prompt", "restated"] = "prompt"
+        # "inline": the prompt ends where the first line's operands end and the completion
+        # starts at its ':' (prompts `{question}` and `{question}|{hint}`, no newline), so
+        # the model never copies the prompt's line (see addition.LAYOUTS)
+        layout: Literal["line", "inline"] = "line"
         corpus_size: int = 50_000
         seed: int = 0
         # the training state is saved every this many steps (on a local store): a killed
@@ -49,7 +53,13 @@ class CharModel(Operator):
         rng = random.Random(p.seed)
         held = set(exclude["question"].to_list()) if exclude is not None else None
         corpus = addition.pretrain_examples(
-            rng, p.corpus_size, p.mix, p.hint_share, exclude=held, hint_format=p.hint_format
+            rng,
+            p.corpus_size,
+            p.mix,
+            p.hint_share,
+            exclude=held,
+            hint_format=p.hint_format,
+            layout=p.layout,
         )
         tok = tiny_gpt.make_tokenizer()
         model = tiny_gpt.make_model(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions, p.seed)

@@ -256,3 +256,30 @@ def test_pretraining_teaches_the_hint_in_the_format_asked_for():
     )  # 3 digits always hinted, 2 digits never
     with pytest.raises(ValueError, match="hint_format"):
         A.pretrain_examples(random.Random(0), 1, {1: 1.0}, 0.5, hint_format="inline")
+
+
+def test_an_inline_prompt_is_the_first_line_and_the_completion_continues_it():
+    line = A.pretrain_examples(random.Random(0), 300, {2: 0.5, 5: 0.5}, {5: 1.0}, None, "restated")
+    inline = A.pretrain_examples(
+        random.Random(0), 300, {2: 0.5, 5: 0.5}, {5: 1.0}, None, "restated", layout="inline"
+    )
+    assert [p.strip() for p, _ in line] == [p for p, _ in inline]  # the same draws
+    for (_, c_line), (p, c) in zip(line, inline):
+        assert not p.endswith("\n") and c.startswith(":")
+        assert p + c == c_line  # the completion of the line layout, its first line the prompt
+        q = A.strip_hint(p)
+        a, b = A.parse_question(q)
+        # the stored rationale, its hints deleted, is judged as the continuation of q's line
+        assert A.check_steps(q, A.unhint(c))
+        assert A.first_wrong_field(q, A.unhint(c)) == ("right", None)
+        assert A.parse_answer(c) == str(a + b)
+    q, c = "457+968", ":7+8+0=15 5\n45+96:5+6+1=12 25\n4+9:4+9+1=14 425\n=1425"
+    assert A.check_steps(q, c)
+    assert not A.check_steps("457+969", c)  # read with the wrong operands in front
+    assert A.first_wrong_field(q, c.replace("7+8+0", "7+9+0")) == ("digit pair", 1)
+    assert A.first_wrong_field(q, c.replace("45+96:", "45+97:")) == ("operands", 2)
+    assert A.prompt("457+968", layout="inline") == q
+    assert A.prompt("457+968", "1425", "inline") == "457+968|1425"
+    assert A.strip_hint(A.prompt("457+968", "1425", "inline")) == q
+    with pytest.raises(ValueError, match="layout"):
+        A.pretrain_examples(random.Random(0), 1, {1: 1.0}, 0.5, layout="after")

@@ -236,6 +236,10 @@ def test_a_rationale_written_with_a_restated_hint_is_stored_in_the_plain_format(
     for row in by_answer.iter_rows(named=True):
         assert addition.HINT_SEP not in row["completion"]
         a, b = addition.parse_question(row["question"])
+        # what the model saw and wrote is kept beside the rationale as stored
+        assert row["hint_prompt"] == addition.prompt(row["question"], str(a + b))
+        assert addition.unhint(row["hinted_completion"]) == row["completion"]
+        assert row["hinted_completion"].count(addition.HINT_SEP) == len(str(max(a, b)))
         assert (row["completion"] == addition.scratchpad(a, b)) == (
             row["question"] not in wrong_step
         )
@@ -305,6 +309,30 @@ def test_dedupe_removes_exact_and_normalized_duplicates_and_keeps_k_per_problem(
     ]
     exact_only = Dedupe().run(ctx(Dedupe, max_per_problem=5, normalize=False), gen)
     assert exact_only["completion"].to_list() == ["x =2", "X  =2 ", "y =2"]
+
+
+def test_dedupe_keeps_a_hinted_copy_of_each_rationalized_example_it_keeps_when_asked():
+    gen = _verified([("a", 0, "x =2", True), ("b", 0, "z =2", False), ("c", 0, "q =3", False)])
+    rat = _verified(
+        [("a", 0, "w =2", True), ("b", 0, "v =2", True), ("b", 1, "u =2", True)]
+        + [("c", 0, "t =3", False)]
+    ).with_columns(
+        rationalized=pl.lit(True),
+        hint_prompt=pl.col("question") + "|2\n",
+        hinted_completion=pl.col("completion").str.replace(" ", "|2 "),
+    )
+    plain = Dedupe().run(ctx(Dedupe), gen, rat)
+    assert plain.select("id", "completion", "source").rows() == [
+        ("a", "x =2", "generation"),
+        ("b", "v =2", "rationalization"),
+    ]
+    out = Dedupe().run(ctx(Dedupe, hinted_copies=True), gen, rat)
+    assert out.select("id", "prompt", "completion", "source").rows() == [
+        ("a", "1+1\n", "x =2", "generation"),
+        ("b", "1+1\n", "v =2", "rationalization"),
+        ("b", "1+1|2\n", "v|2 =2", "hinted"),  # only the one kept; none for an incorrect one
+    ]
+    assert Dedupe().run(ctx(Dedupe, hinted_copies=True), gen).equals(Dedupe().run(ctx(Dedupe), gen))
 
 
 def test_the_step_budget_grows_as_in_the_paper():
