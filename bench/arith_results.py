@@ -90,6 +90,76 @@ def table(summ: dict, per_seed: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(x: float, ci: list[float] | None) -> str:
+    return _pct(x) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def markdown(summ: dict, per_seed: dict) -> str:
+    """The tables of docs/results-arithmetic.md, from what `main` collected."""
+    out = []
+    contrast = [Path(s).stem for s in CONTRAST if Path(s).stem in summ]
+    last = str(max(int(i) for i in summ[contrast[0]]))
+    out.append("### The contrast over seeds (mean [lowest, highest] of the seeds)\n")
+    head = ["iteration"] + [f"{n}: {k}" for n in contrast for k in ("4 digits", "5 digits", "all")]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    for it in sorted(summ[contrast[0]], key=int):
+        row = [it]
+        for n in contrast:
+            for k in ("4", "5", "all"):
+                c = summ[n][it][k]
+                row.append(f"{_pct(c['mean'])} [{100 * c['min']:.1f}, {100 * c['max']:.1f}]")
+        out.append("| " + " | ".join(row) + " |")
+    out.append("\n### Each seed after the last iteration\n")
+    out.append(
+        "| seed | "
+        + " | ".join(f"{n}: 5 digits" for n in contrast)
+        + " | gap (points) | "
+        + " | ".join(f"{n}: all" for n in contrast)
+        + " |"
+    )
+    out.append("|" + "---|" * (2 * len(contrast) + 2))
+    for seed, data in sorted(per_seed.items(), key=lambda kv: int(kv[0])):
+        got = {Path(v["spec"]).stem: v["iterations"][-1] for v in data["variants"]}
+        if not all(n in got for n in contrast):
+            continue
+        fives = [got[n]["by_slice"]["5"] for n in contrast]
+        cells = [_ci(got[n]["by_slice"]["5"], got[n]["by_slice_ci95"]["5"]) for n in contrast]
+        alls = [_ci(got[n]["accuracy"], got[n]["ci95"]) for n in contrast]
+        gap = f"{100 * (fives[0] - fives[-1]):+.1f}"
+        out.append(f"| {seed} | " + " | ".join(cells) + f" | {gap} | " + " | ".join(alls) + " |")
+    out.append(f"\n### Every variant at seed 0, iteration {last} (95% Wilson intervals)\n")
+    zero = per_seed.get("0") or {"variants": []}
+    slices = sorted({s for v in zero["variants"] for s in v["iterations"][-1]["by_slice"]}, key=int)
+    out.append("| variant | all | " + " | ".join(f"{s} digits" for s in slices) + " |")
+    out.append("|" + "---|" * (len(slices) + 2))
+    for v in zero["variants"]:
+        e = v["iterations"][-1]
+        row = [f"`{Path(v['spec']).name}`", _ci(e["accuracy"], e["ci95"])]
+        row += [_ci(e["by_slice"][s], e["by_slice_ci95"][s]) for s in slices]
+        out.append("| " + " | ".join(row) + " |")
+    out.append("\n### Rationalization and faithfulness per iteration (seed 0)\n")
+    out.append(
+        "| variant | iteration | used: generation | used: rationalization "
+        "| faithful: generated | faithful: rationalized |"
+    )
+    out.append("|---|---|---|---|---|---|")
+    for v in zero["variants"]:
+        for e in v["iterations"][1:]:
+            used = e.get("train_used") or {}
+            faithful = e.get("faithful") or {}
+            out.append(
+                f"| {Path(v['spec']).stem} | {e['iteration']} | {_pct(used.get('generation'))} "
+                f"| {_pct(used.get('rationalization'))} | {_pct(faithful.get('generation'))} "
+                f"| {_pct(faithful.get('rationalization'))} |"
+            )
+    return "\n".join(out) + "\n"
+
+
 def plot(summ: dict, path: Path, names: list[str]):
     """One panel per variant: each length's accuracy per iteration, the mean over seeds
     with the seeds' range as a band, the whole in black."""
@@ -138,7 +208,16 @@ def main():
     ap.add_argument("--slice", default="5", help="the slice `stardag compare` shows first")
     ap.add_argument("--out", default=str(ROOT / "docs" / "arith-results.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "star-arithmetic.png"))
+    ap.add_argument(
+        "--tables",
+        action="store_true",
+        help="print the markdown tables of an earlier run's --out file, and run nothing",
+    )
     args = ap.parse_args()
+    if args.tables:
+        saved = json.loads(Path(args.out).read_text())
+        print(markdown(saved["summary"], saved["per_seed"]))
+        return
     plan: dict[int, list[str]] = {}
     for seed in seeds_of(args.seeds):
         plan.setdefault(seed, []).extend(CONTRAST)
@@ -168,6 +247,7 @@ def main():
         print(compare.table(per_seed[seed], args.slice))
     summ = summary(per_seed)
     print(table(summ, per_seed))
+    print(markdown(summ, {str(k): v for k, v in per_seed.items()}))
     for data in per_seed.values():  # the training curves are in the store; not repeated here
         for v in data["variants"]:
             for e in v["iterations"]:

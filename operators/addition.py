@@ -12,6 +12,11 @@ Each scratchpad line restates the operands left to add, adds their last digits w
 carry (``x+y+carry_in=carry_out digit``) and ends with the result digits found so far; the
 last line is ``=`` followed by the answer (see `scratchpad`). A 5-digit problem with its
 hint is 129 characters (plus an end-of-sequence token): the model has 160 positions.
+
+With layout "inline" (see LAYOUTS; the default pipeline's) the prompt has no newline,
+``12345+67890`` or ``12345+67890|80235``, and the completion continues its line from ':'
+(``:5+0+0=05 5\\n1234+6789:...``); the verifiers read such a completion with the question's
+operands in front.
 """
 
 from __future__ import annotations
