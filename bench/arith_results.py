@@ -68,15 +68,24 @@ def summary(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def table(summ: dict, per_seed: dict[int, dict]) -> str:
+def _slices(cell: dict) -> list[str]:
+    """An iteration's accuracy slices (the lengths, then "all"), without the faithful shares."""
+    return sorted((k for k in cell if not k.startswith("faithful")), key=lambda s: (s == "all", s))
+
+
+def _titled(name: str, cells: dict) -> str:
+    """The variant's name with the number of seeds it ran at."""
+    seeds = len(next(iter(cells.values()))["all"]["seeds"])
+    return f"{name} ({seeds} seed{'s' if seeds > 1 else ''})"
+
+
+def table(summ: dict) -> str:
     """Per variant and iteration: each length's and the whole's accuracy, mean over the
     seeds with the lowest and highest, and the faithful share of the rationalized examples."""
     lines = []
     for name, cells in summ.items():
-        seeds = len(next(iter(cells.values()))["all"]["seeds"])
-        lines.append(f"{name} ({seeds} seed{'s' if seeds > 1 else ''}): mean [min, max] %")
-        slices = [k for k in next(iter(cells.values())) if not k.startswith("faithful")]
-        slices = sorted(slices, key=lambda s: (s == "all", s))
+        lines.append(f"{_titled(name, cells)}: mean [min, max] %")
+        slices = _slices(next(iter(cells.values())))
         lines.append("  iter  " + "  ".join(f"{s:>17}" for s in slices) + "  faithful:rat")
         for it, cell in sorted(cells.items(), key=lambda kv: int(kv[0])):
             row = [
@@ -175,16 +184,14 @@ def plot(summ: dict, path: Path, names: list[str]):
         cells = summ[name]
         its = sorted(cells, key=int)
         xs = [int(i) for i in its]
-        slices = [k for k in cells[its[0]] if not k.startswith("faithful")]
-        for s in sorted(slices, key=lambda s: (s == "all", s)):
+        for s in _slices(cells[its[0]]):
             mean = [100 * cells[i][s]["mean"] for i in its]
             lo = [100 * cells[i][s]["min"] for i in its]
             hi = [100 * cells[i][s]["max"] for i in its]
             style = {"color": "black", "lw": 2.5} if s == "all" else {}
             line = ax.plot(xs, mean, marker="o", label=s, **style)[0]
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
-        seeds = len(cells[its[0]]["all"]["seeds"])
-        ax.set_title(f"{name} ({seeds} seed{'s' if seeds > 1 else ''})", fontsize=9)
+        ax.set_title(_titled(name, cells), fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_xticks(xs)
         ax.set_ylim(-2, 102)
@@ -246,7 +253,7 @@ def main():
         print(f"-- seed {seed}")
         print(compare.table(per_seed[seed], args.slice))
     summ = summary(per_seed)
-    print(table(summ, per_seed))
+    print(table(summ))
     print(markdown(summ, {str(k): v for k, v in per_seed.items()}))
     for data in per_seed.values():  # the training curves are in the store; not repeated here
         for v in data["variants"]:
