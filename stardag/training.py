@@ -168,12 +168,13 @@ class RaySession(TrainSession):
         import ray.train
         from ray.train import Checkpoint
 
-        out = Path(tempfile.mkdtemp(prefix="stardag-model-"))
-        if self.rank == 0:
-            write_model(out)
-        ray.train.report(
-            dict(metrics), checkpoint=Checkpoint.from_directory(out) if self.rank == 0 else None
-        )
+        # report() uploads the checkpoint before it returns: the local copy (the whole
+        # model) is deleted then, not left in the temp dir after every training
+        with tempfile.TemporaryDirectory(prefix="stardag-model-") as out:
+            if self.rank == 0:
+                write_model(Path(out))
+            checkpoint = Checkpoint.from_directory(out) if self.rank == 0 else None
+            ray.train.report(dict(metrics), checkpoint=checkpoint)
         if self._restored is not None:
             shutil.rmtree(self._restored, ignore_errors=True)
 
