@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from . import addition
+from . import addition, word_addition
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,19 @@ register(
         "gsm8k",
         gsm8k_strict,
         gsm8k_gold,
+        extractors={"strict": gsm8k_strict, "flexible": gsm8k_flexible},
+    )
+)
+
+
+# addition written in words (`word_addition`): the answer read as GSM8K's, and the steps
+# checked column by column
+register(
+    Task(
+        "word_addition",
+        gsm8k_strict,
+        gsm8k_gold,
+        word_addition.check_steps,
         extractors={"strict": gsm8k_strict, "flexible": gsm8k_flexible},
     )
 )

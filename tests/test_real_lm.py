@@ -1,5 +1,5 @@
 """Real language models: a Hugging Face directory or GGUF file brought into the store, and
-the GSM8K pipeline end to end on SmolLM2-135M at a handful of problems (when the shared
+the GSM8K and addition pipelines end to end on SmolLM2-135M at a handful of problems (when the shared
 model file is there: it is a 100 MB download that tests do not ship)."""
 
 import json
@@ -81,6 +81,38 @@ def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
     model = stardag.read(spec, "train", iteration=1, overrides=small, store=store)
     assert (model / "model.safetensors").exists()
     assert json.loads((model / "config.json").read_text())["model_type"] == "llama"
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(
+    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
+)
+def test_addition_star_and_its_ablation_run_end_to_end_on_smollm2(tmp_path):
+    small = [
+        "stages.problems.params.digits=[1]",
+        "stages.problems.params.train_per_digit=8",
+        "stages.problems.params.heldout_per_digit=4",
+        "loop.iterations=1",
+        "loop.stages.train.params.steps=1",
+    ]
+    store = str(tmp_path / "store")
+    spec = ROOT / "pipelines" / "smol_arith.yaml"
+    ablation = ROOT / "pipelines" / "smol_arith_no_rationalization.yaml"
+    stardag.run(spec, overrides=small, store=store, progress=False)
+    result = stardag.run(ablation, overrides=small, store=store, progress=False)
+    # the ablation shares everything upstream of its first examples with the default
+    assert {"base", "evaluate_base", "samples@1"} <= set(result.cached())
+    assert "evaluate@1" in result.computed()
+    examples = stardag.read(spec, "examples", iteration=1, overrides=small, store=store)
+    assert examples.height >= 1
+    metrics = stardag.read(
+        spec, "evaluate", iteration=1, output="metrics", overrides=small, store=store
+    )
+    kinds = {(r["kind"], r["slice"]) for r in metrics.iter_rows(named=True)}
+    # the task checks steps, so the report says how many kept rationales are faithful
+    assert ("accuracy", "1") in kinds
+    assert {s for k, s in kinds if k == "faithful"} <= {"generation", "rationalization"}
+    assert any(k == "faithful" for k, _ in kinds)
 
 
 def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path):
