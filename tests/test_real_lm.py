@@ -115,6 +115,29 @@ def test_addition_star_and_its_ablation_run_end_to_end_on_smollm2(tmp_path):
     assert any(k == "faithful" for k, _ in kinds)
 
 
+@pytest.mark.skipif(
+    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
+)
+def test_smol_arith_leaves_room_for_a_whole_rationale_at_its_longest_length(tmp_path):
+    import yaml
+    from transformers import AutoTokenizer
+
+    from operators import word_addition
+
+    spec = yaml.safe_load((ROOT / "pipelines" / "smol_arith.yaml").read_text())
+    n = max(spec["stages"]["problems"]["params"]["digits"])
+    tok = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
+    longest = max(
+        len(tok(" " + word_addition.rationale(a, b) + "\n\n").input_ids)
+        for a, b in [(10**n - 1, 10**n - 1), (10 ** (n - 1), 10 ** (n - 1))]
+    )
+    budgets = [spec["stages"]["evaluate_base"]["params"]["max_new_tokens"]] + [
+        spec["loop"]["stages"][s]["params"]["max_new_tokens"]
+        for s in ("samples", "rationalized", "evaluate")
+    ]
+    assert longest <= min(budgets), (longest, budgets)
+
+
 def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path):
     import importlib.util
 
