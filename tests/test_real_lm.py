@@ -14,6 +14,9 @@ from stardag.operator import Context, DefaultResources
 
 ROOT = Path(__file__).parent.parent
 GGUF = ROOT.parent / "shared" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+needs_gguf = pytest.mark.skipif(
+    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
+)
 
 
 def test_hf_model_brings_a_model_directory_into_the_store_as_safetensors(tmp_path):
@@ -45,9 +48,7 @@ def test_a_model_directory_param_counts_by_content(tmp_path):
 
 
 @pytest.mark.ray
-@pytest.mark.skipif(
-    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
-)
+@needs_gguf
 def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
     # the fixtures' easy problems to train on, and a held-out file used whole
     small = [
@@ -84,9 +85,7 @@ def test_gsm8k_star_runs_end_to_end_on_smollm2_from_gguf(tmp_path):
 
 
 @pytest.mark.ray
-@pytest.mark.skipif(
-    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
-)
+@needs_gguf
 def test_addition_star_and_its_ablation_run_end_to_end_on_smollm2(tmp_path):
     small = [
         "stages.problems.params.digits=[1]",
@@ -115,9 +114,7 @@ def test_addition_star_and_its_ablation_run_end_to_end_on_smollm2(tmp_path):
     assert any(k == "faithful" for k, _ in kinds)
 
 
-@pytest.mark.skipif(
-    not GGUF.exists(), reason="the shared SmolLM2 GGUF file is not beside the checkout"
-)
+@needs_gguf
 def test_smol_arith_leaves_room_for_a_whole_rationale_at_its_longest_length(tmp_path):
     import yaml
     from transformers import AutoTokenizer
