@@ -48,12 +48,9 @@ def rationale(a: int, b: int) -> str:
     lines = []
     for i, (x, y, carry, total) in enumerate(sums):
         added = f"{x} + {y}" + (f" + {carry}" if carry else "")
-        if i == len(sums) - 1:
-            lines.append(f"{_column(i)}: {added} = {total}. Write {total}.")
-        elif total >= 10:
-            lines.append(f"{_column(i)}: {added} = {total}. Write {total % 10}, carry 1.")
-        else:
-            lines.append(f"{_column(i)}: {added} = {total}. Write {total}.")
+        # the last column writes its whole total; the others carry its tens
+        write = f"{total % 10}, carry 1" if total >= 10 and i < len(sums) - 1 else str(total)
+        lines.append(f"{_column(i)}: {added} = {total}. Write {write}.")
     lines.append(f"The answer is {a + b}.")
     return "\n".join(lines)
 

@@ -116,23 +116,25 @@ def test_addition_star_and_its_ablation_run_end_to_end_on_smollm2(tmp_path):
 
 @needs_gguf
 def test_smol_arith_leaves_room_for_a_whole_rationale_at_its_longest_length(tmp_path):
-    import yaml
     from transformers import AutoTokenizer
 
     from operators import word_addition
+    from stardag import api
 
-    spec = yaml.safe_load((ROOT / "pipelines" / "smol_arith.yaml").read_text())
-    n = max(spec["stages"]["problems"]["params"]["digits"])
+    nodes = api.load(ROOT / "pipelines" / "smol_arith.yaml", store=str(tmp_path)).graph.nodes
+    n = max(nodes["problems"].params_json["digits"])
     tok = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
     longest = max(
         len(tok(" " + word_addition.rationale(a, b) + "\n\n").input_ids)
         for a, b in [(10**n - 1, 10**n - 1), (10 ** (n - 1), 10 ** (n - 1))]
     )
-    budgets = [spec["stages"]["evaluate_base"]["params"]["max_new_tokens"]] + [
-        spec["loop"]["stages"][s]["params"]["max_new_tokens"]
-        for s in ("samples", "rationalized", "evaluate")
-    ]
-    assert longest <= min(budgets), (longest, budgets)
+    # every generating stage of every iteration, as compiled
+    budgets = {
+        name: node.params_json["max_new_tokens"]
+        for name, node in nodes.items()
+        if "max_new_tokens" in node.params_json
+    }
+    assert len(budgets) == 10 and longest <= min(budgets.values()), (longest, budgets)
 
 
 def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path):
