@@ -1,9 +1,12 @@
 """Training examples from verified samples: correct ones only, exact and normalized-text
 duplicates removed, at most k kept per problem; generated ones preferred over rationalized.
 With `hinted_copies`, each rationalized example kept is also kept as the model wrote it, with
-its hint (source "hinted")."""
+its hint (source "hinted"). With `prompt_template`, every example is trained on the question
+alone ("Q: {question}\nA:"), not on the few-shot prompt it was sampled from."""
 
 from __future__ import annotations
+
+from pydantic import field_validator, model_validator
 
 from stardag.operator import Dataset, Operator, Params
 
@@ -21,7 +24,7 @@ EXAMPLES = {
 
 
 class Dedupe(Operator):
-    version = "2"
+    version = "3"
     inputs = {
         "generated": Dataset(VERIFIED),
         "rationalized": Dataset(RATIONALIZED, optional=True),
@@ -36,6 +39,29 @@ class Dedupe(Operator):
         # keeps the skill rationalization needs only if it is trained; not counted toward
         # max_per_problem, nor as a rationalized example
         hinted_copies: bool = False
+        # the prompt each example is trained on, a format string over its `question`: the
+        # few-shot exemplars a prompt was sampled with are most of its tokens (about 3 of 4
+        # for a 3-shot prompt), so training on the question alone is that much cheaper;
+        # the rationale trained on is the same
+        prompt_template: str | None = None
+
+        @field_validator("prompt_template")
+        @classmethod
+        def _question_only(cls, v):
+            from .fewshot_prompt import template_fields
+
+            if v is not None and template_fields(v) - {"question"}:
+                raise ValueError(f"{v!r:.60}: a prompt_template can use only {{question}}")
+            return v
+
+        @model_validator(mode="after")
+        def _not_with_hinted_copies(self):
+            if self.prompt_template is not None and self.hinted_copies:
+                raise ValueError(
+                    "prompt_template rewrites the prompts that hinted_copies keeps with their "
+                    "hint: use one of them"
+                )
+            return self
 
     def run(self, ctx, generated, rationalized=None):
         import polars as pl
@@ -79,6 +105,13 @@ class Dedupe(Operator):
                 )
             )
             out = pl.concat([out, copies], how="vertical_relaxed")
+        if ctx.params.prompt_template is not None:
+            template = ctx.params.prompt_template
+            out = out.with_columns(
+                pl.col("question")
+                .map_elements(lambda q: template.format(question=q), return_dtype=pl.Utf8)
+                .alias("prompt")
+            )
         ctx.log(
             f"{out.height} examples ({(out['source'] == 'generation').sum()} generated, "
             f"{(out['source'] == 'rationalization').sum()} rationalized"

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from . import addition, word_addition
+from . import addition, stories, word_addition
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,18 @@ register(
         gsm8k_strict,
         gsm8k_gold,
         word_addition.check_steps,
+        extractors={"strict": gsm8k_strict, "flexible": gsm8k_flexible},
+    )
+)
+
+
+# one-step word problems (`stories`): the answer read as GSM8K's, and the one equation checked
+register(
+    Task(
+        "stories",
+        gsm8k_strict,
+        gsm8k_gold,
+        stories.check_steps,
         extractors={"strict": gsm8k_strict, "flexible": gsm8k_flexible},
     )
 )

@@ -1,5 +1,6 @@
 """The STaR operators, each on its own, on a tiny character-level model made here."""
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -333,6 +334,24 @@ def test_dedupe_keeps_a_hinted_copy_of_each_rationalized_example_it_keeps_when_a
         ("b", "1+1|2\n", "v|2 =2", "hinted"),  # only the one kept; none for an incorrect one
     ]
     assert Dedupe().run(ctx(Dedupe, hinted_copies=True), gen).equals(Dedupe().run(ctx(Dedupe), gen))
+
+
+def test_dedupe_can_train_on_the_question_alone_instead_of_the_few_shot_prompt():
+    gen = _verified([("a", 0, "x =2", True), ("b", 0, "z =2", False)])
+    rat = _verified([("b", 0, "v =2", True)])
+    out = Dedupe().run(ctx(Dedupe, prompt_template="Q: What is {question}?\nA:"), gen, rat)
+    assert out.select("id", "prompt", "completion", "source").rows() == [
+        ("a", "Q: What is 1+1?\nA:", "x =2", "generation"),
+        ("b", "Q: What is 1+1?\nA:", "v =2", "rationalization"),
+    ]
+    assert Dedupe().run(ctx(Dedupe, prompt_template="{question}"), gen.head(0)).height == 0
+    for bad, why in [
+        ({"prompt_template": "Q: {question} ({answer})"}, "only {question}"),
+        ({"prompt_template": "Q: {}"}, "name the fields"),
+        ({"prompt_template": "Q: {question}", "hinted_copies": True}, "use one of them"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(why)):
+            Dedupe.Params(**bad)
 
 
 def test_the_step_budget_grows_as_in_the_paper():
