@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from operators import addition
+from operators import addition, stories, word_addition
 from operators.evaluate import Evaluate
 from operators.hint_rationalize import HintRationalize
 from operators.tasks import csqa_flexible, csqa_strict, gsm8k_flexible, gsm8k_strict
@@ -88,6 +88,9 @@ def test_the_extraction_is_chosen_in_the_spec():
             op.Params(task="gsm8k", extract="lenient")
 
 
+STORY = stories.story("Mia", "She", "shells", "add", 0, 7, 5)
+
+
 @pytest.mark.parametrize(
     "task,extract,mode,completion,answer,question",
     [
@@ -104,6 +107,8 @@ def test_the_extraction_is_chosen_in_the_spec():
         ),
         ("arithmetic", None, "answer", addition.scratchpad(12, 34), "46", "12+34"),
         ("arithmetic", None, "steps", addition.scratchpad(12, 34), "46", "12+34"),
+        ("stories", "strict", "steps", STORY["rationale"], "12", STORY["question"]),
+        ("word_addition", "flexible", "steps", word_addition.rationale(47, 38), "85", "47+38"),
     ],
 )
 def test_a_truncated_completion_is_never_correct(task, extract, mode, completion, answer, question):
