@@ -96,7 +96,11 @@ def make_problems(seed: int, n: int, split: str = "train", ops: tuple = ("add", 
     rng = random.Random(f"{seed}:{_SPLIT_OFFSET[split]}")
     rows: list[dict] = []
     seen: set[str] = set()
+    tries = 0
     while len(rows) < n:
+        tries += 1
+        if tries > 20 * n + 10_000:  # far past what any size the split holds needs
+            raise ValueError(f"{split} has too few distinct questions for {n} problems")
         op = ops[len(rows) % len(ops)]
         name, he = rng.choice(NAMES)
         x, y = rng.randint(1, 9), rng.randint(1, 9)

@@ -50,13 +50,19 @@ def test_train_and_heldout_never_share_a_question_whatever_the_seeds():
     assert len({r["question"] for r in again}) == 50
 
 
-def test_bad_splits_and_operations_are_refused():
+def test_bad_splits_operations_and_sizes_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="split"):
         stories.make_problems(0, 5, "test")
     with pytest.raises(ValueError, match="ops"):
         stories.make_problems(0, 5, ops=("mul",))
     with pytest.raises(ValueError, match="ops"):
         stories.make_problems(0, 5, ops=())
+    # one name and one thing: 243 questions an operation, about 60 of them held out
+    monkeypatch.setattr(stories, "NAMES", (("Ann", "She"),))
+    monkeypatch.setattr(stories, "THINGS", ("apples",))
+    assert len(stories.make_problems(0, 40, "heldout", ops=("sub",))) == 40
+    with pytest.raises(ValueError, match="too few distinct questions"):
+        stories.make_problems(0, 100, "heldout", ops=("sub",))
     with pytest.raises(ValueError, match="not a story problem"):
         stories.parse_question("What is 3+4?")
 
@@ -107,6 +113,15 @@ def test_the_source_writes_both_splits_with_the_operation_to_slice_by(tmp_path):
     assert {m["op"] for m in out["train"]["meta"].to_list()} == {"sub"}
     assert out["train"]["id"].n_unique() == 10
     assert not set(out["train"]["question"]) & set(out["heldout"]["question"])
-    for bad in ({"train_size": 0}, {"ops": []}, {"ops": ["mul"]}, {"heldout_size": 10**9}):
+    bad_params = [
+        {"train_size": 0},
+        {"ops": []},
+        {"ops": ["mul"]},
+        {"heldout_size": 10**9},
+        # more than one operation has questions for: refused, not drawn forever
+        {"heldout_size": 15_000, "ops": ["sub"]},
+        {"train_size": 10_001, "ops": ["add", "add"]},
+    ]
+    for bad in bad_params:
         with pytest.raises(ValueError):
             StoryProblems.Params(**bad)
