@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,12 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-_EQUATION = re.compile(r"(-?\d+) ([+-]) (-?\d+) = (-?\d+)")
+from operators import stories  # noqa: E402  (the checkout's, not an installed copy)
 
 
 def kind_of(question: str) -> str:
-    from operators import stories
-
     a, op, b = stories.parse_question(question)
     if op == "add":
         return "add, carry" if a + b >= 10 else "add, no carry"
@@ -36,10 +33,8 @@ def kind_of(question: str) -> str:
 
 def error_of(question: str, completion: str) -> str:
     """What a wrong completion did: its first equation's operation or fact, or no equation."""
-    from operators import stories
-
     _, op, _ = stories.parse_question(question)
-    found = _EQUATION.findall(completion)
+    found = stories._EQUATION_RE.findall(completion)
     if not found:
         return "no equation"
     x, sign, y, z = found[0]

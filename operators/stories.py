@@ -11,8 +11,8 @@ does it, then ends with the answer line that GSM8K-style extraction reads::
 Additions add two numbers from 1 to 9; subtractions undo them (12 - 5 = 7), so every
 problem rests on one of the 81 single-digit addition facts. The model has to choose the
 operation from the words and know the fact. `check_steps` says whether a completion writes
-exactly the right equation (the question's numbers, in order, with the right operation
-and result) and the right answer line. Standard library only.
+exactly the right equation (the question's numbers, in either order for an addition, with
+the right operation and result) and the right answer line. Standard library only.
 """
 
 from __future__ import annotations
